@@ -1,0 +1,5 @@
+"""Prometheus exporter for the OAuth clients of Cloudflare accounts."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,142 @@
+"""Command line entry point: settings, logging, then serve, refresh once, or run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import uvicorn
+
+from exporter import __version__
+from exporter.logs import configure_logging
+from exporter.service import ExporterService
+from exporter.serving import EmbeddedServer, address_of, bind_socket
+from exporter.settings import ConfigError, Secret, Settings, TokenAuth, load_settings
+
+log = logging.getLogger("exporter")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    try:
+        settings = load_settings(
+            sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ
+        )
+    except ConfigError as error:
+        print(f"cloudflare-oauth-exporter: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.once:
+        return asyncio.run(refresh_once(settings))
+    try:
+        listener = listen(settings)
+    except ConfigError as error:
+        print(f"cloudflare-oauth-exporter: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    asyncio.run(serve(settings, listener))
+    return EXIT_OK
+
+
+def listen(settings: Settings) -> socket.socket:
+    try:
+        return bind_socket(settings.listen_host, settings.listen_port)
+    except OSError as error:
+        reason = {
+            errno.EADDRINUSE: "the port is in use; stop the other process or choose another port",
+            errno.EACCES: "permission denied; choose a port above 1023",
+            errno.EADDRNOTAVAIL: "no interface has that address; use :PORT for every interface",
+        }.get(error.errno or 0, error.strerror or str(error))
+        raise ConfigError(
+            f"--web.listen-address (EXPORTER_WEB_LISTEN_ADDRESS) {settings.listen_address!r}: "
+            f"{reason}"
+        ) from None
+
+
+async def refresh_once(settings: Settings) -> int:
+    async with demo_api(settings) as effective:
+        service = ExporterService(effective, process_metrics=False)
+        try:
+            ok = await service.poller.refresh()
+        finally:
+            await service.api.aclose()
+        sys.stdout.buffer.write(service.store.render())
+        sys.stdout.flush()
+        return EXIT_OK if ok else EXIT_FAILED
+
+
+async def serve(settings: Settings, listener: socket.socket) -> None:
+    async with demo_api(settings) as effective:
+        service = ExporterService(effective)
+        server = EmbeddedServer(
+            uvicorn.Config(
+                service.app,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        loop = asyncio.get_running_loop()
+
+        def shut_down(signum: int) -> None:
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            server.should_exit = True
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, shut_down, signum)
+        host, port = address_of(listener)
+        shown = f"[{host}]" if ":" in host else host
+        log.info(
+            "listening",
+            extra={
+                "address": f"{shown}:{port}",
+                "telemetry_path": effective.telemetry_path,
+                "version": __version__,
+                "accounts": ",".join(settings.account_ids) or "discover",
+            },
+        )
+        if settings.demo:
+            local = "localhost" if host in ("::", "0.0.0.0") else shown
+            print(
+                f"demo: open http://{local}:{port}{effective.telemetry_path} "
+                f"(simulated Cloudflare API at {effective.api_url}); Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+        await server.serve(sockets=[listener])
+
+
+@contextlib.asynccontextmanager
+async def demo_api(settings: Settings) -> AsyncIterator[Settings]:
+    """With --demo, a simulated Cloudflare API on loopback in this event loop; else a no-op."""
+    if not settings.demo:
+        yield settings
+        return
+    from exporter import simulator  # noqa: PLC0415 - only the demo needs it
+
+    sim_socket = bind_socket("127.0.0.1", 0)
+    server = simulator.make_server(simulator.Simulator(simulator.demo_accounts()))
+    task = asyncio.create_task(server.serve(sockets=[sim_socket]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield dataclasses.replace(
+            settings,
+            api_url=simulator.url_of(sim_socket),
+            auth=TokenAuth(Secret(simulator.DEFAULT_TOKEN)),
+        )
+    finally:
+        server.should_exit = True
+        await task
+        sim_socket.close()

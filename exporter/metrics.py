@@ -1,0 +1,286 @@
+"""Metric names, help texts and the Prometheus text exposition; the only module that knows them.
+
+kube-state-metrics style: each account's samples are rendered to bytes once, when its snapshot
+changes (off the scrape path). A scrape joins those bytes under each family's HELP/TYPE header and
+appends the few process-wide series, so its cost grows with the number of series, never with the
+number of clients.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import generate_latest
+
+from exporter import __version__
+from exporter.aggregation import Breakdown, ClientCounts
+from exporter.snapshot import AccountSnapshot
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_FROM_REFRESH = "as of the last successful background refresh"
+
+Labels = tuple[tuple[str, str], ...]
+Sample = tuple[Labels, float]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: a pure function from an account's snapshot to its samples."""
+
+    name: str
+    help: str
+    type: str
+    samples: Callable[[AccountSnapshot], Iterable[Sample]]
+
+    def header(self) -> bytes:
+        return _header(self.name, self.help, self.type).encode()
+
+
+def _counted(
+    extract: Callable[[ClientCounts], Iterable[Sample]],
+) -> Callable[[AccountSnapshot], Iterable[Sample]]:
+    """Samples from the last good counts; none until the account has been read once."""
+
+    def samples(snapshot: AccountSnapshot) -> Iterable[Sample]:
+        return extract(snapshot.counts) if snapshot.counts is not None else ()
+
+    return samples
+
+
+def _by(
+    label: str, breakdown: Callable[[ClientCounts], Breakdown]
+) -> Callable[[AccountSnapshot], Iterable[Sample]]:
+    return _counted(
+        lambda counts: [(((label, value),), count) for value, count in breakdown(counts)]
+    )
+
+
+ACCOUNT_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "cloudflare_oauth_clients",
+        f"Number of OAuth clients in the account, {_FROM_REFRESH}.",
+        "gauge",
+        _counted(lambda c: [((), c.total)]),
+    ),
+    Family(
+        "cloudflare_oauth_clients_by_visibility",
+        f"OAuth clients by visibility (public or private), {_FROM_REFRESH}.",
+        "gauge",
+        _by("visibility", lambda c: c.by_visibility),
+    ),
+    Family(
+        "cloudflare_oauth_clients_by_auth_method",
+        "OAuth clients by token endpoint auth method (unspecified: the client sets none), "
+        f"{_FROM_REFRESH}.",
+        "gauge",
+        _by("auth_method", lambda c: c.by_auth_method),
+    ),
+    Family(
+        "cloudflare_oauth_clients_by_verification_status",
+        "OAuth clients by client URI verification status (none: no verification), "
+        f"{_FROM_REFRESH}.",
+        "gauge",
+        _by("status", lambda c: c.by_verification_status),
+    ),
+    Family(
+        "cloudflare_oauth_clients_rotated_secret_pending",
+        f"OAuth clients with a rotated secret that has not been deleted yet, {_FROM_REFRESH}.",
+        "gauge",
+        _counted(lambda c: [((), c.rotated_secret_pending)]),
+    ),
+    Family(
+        "cloudflare_oauth_clients_by_grant_type",
+        f"OAuth clients allowing each grant type, {_FROM_REFRESH}.",
+        "gauge",
+        _by("grant_type", lambda c: c.by_grant_type),
+    ),
+    Family(
+        "cloudflare_oauth_clients_by_response_type",
+        f"OAuth clients allowing each response type, {_FROM_REFRESH}.",
+        "gauge",
+        _by("response_type", lambda c: c.by_response_type),
+    ),
+    Family(
+        "cloudflare_oauth_account_up",
+        "1 if the last background refresh of the account succeeded, 0 if it failed.",
+        "gauge",
+        lambda s: [((), 1 if s.up else 0)],
+    ),
+    Family(
+        "cloudflare_oauth_account_last_success_timestamp_seconds",
+        "Unix time of the last successful background refresh of the account.",
+        "gauge",
+        lambda s: [((), s.last_success)] if s.last_success is not None else (),
+    ),
+    Family(
+        "cloudflare_oauth_account_refresh_duration_seconds",
+        "Duration of the last background refresh of the account, successful or not.",
+        "gauge",
+        lambda s: [((), s.refresh_duration)],
+    ),
+    Family(
+        "cloudflare_oauth_account_info",
+        "Account name as listed by account discovery; always 1.",
+        "gauge",
+        lambda s: [((("account_name", s.account_name),), 1)] if s.account_name is not None else (),
+    ),
+)
+
+RenderedAccount = tuple[bytes, ...]  # one chunk of sample lines per ACCOUNT_FAMILIES entry
+
+
+def render_account(snapshot: AccountSnapshot) -> RenderedAccount:
+    prefix = f'{{account_id="{_escape_label(snapshot.account_id)}"'
+    return tuple(
+        "".join(
+            _sample_line(family.name, prefix, labels, value)
+            for labels, value in family.samples(snapshot)
+        ).encode("utf-8", "replace")
+        for family in ACCOUNT_FAMILIES
+    )
+
+
+def _sample_line(name: str, prefix: str, labels: Labels, value: float) -> str:
+    rendered = "".join(f',{key}="{_escape_label(text)}"' for key, text in labels)
+    return f"{name}{prefix}{rendered}}} {_format_value(value)}\n"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _format_value(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+class ExpositionStore:
+    """Rendered account chunks plus process-wide state; `render()` is all a scrape does.
+
+    Written by the refresh task, read by scrapes. Both run on one event loop, but the lock keeps it
+    safe for a threaded server too, and guards the lazily joined body.
+    """
+
+    def __init__(
+        self,
+        *,
+        discovering: bool,
+        version: str = __version__,
+        process_metrics: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._discovering = discovering
+        self._accounts: dict[str, RenderedAccount] = {}
+        self._body: bytes | None = None
+        self._discovery_up: bool | None = None
+        self._requests: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._build_info = (
+            _header("cloudflare_oauth_exporter_build_info", "Version of the exporter; always 1.")
+            + f'cloudflare_oauth_exporter_build_info{{version="{_escape_label(version)}"}} 1\n'
+        ).encode()
+        self._monotonic = monotonic
+        self._process_registry: CollectorRegistry | None = None
+        if process_metrics:
+            self._process_registry = CollectorRegistry(auto_describe=False)
+            ProcessCollector(registry=self._process_registry)
+            PlatformCollector(registry=self._process_registry)
+            GCCollector(registry=self._process_registry)
+        self._process_body = b""
+        self._process_rendered_at = float("-inf")
+
+    def put(self, snapshot: AccountSnapshot) -> None:
+        rendered = render_account(snapshot)
+        with self._lock:
+            self._accounts[snapshot.account_id] = rendered
+            self._body = None
+
+    def retain(self, account_ids: Collection[str]) -> None:
+        """Forget accounts that are gone, so their series leave /metrics."""
+        with self._lock:
+            gone = [account for account in self._accounts if account not in account_ids]
+            for account in gone:
+                del self._accounts[account]
+            if gone:
+                self._body = None
+
+    def set_discovery_up(self, up: bool) -> None:
+        with self._lock:
+            self._discovery_up = up
+
+    def count_request(self, endpoint: str, code: str) -> None:
+        with self._lock:
+            key = (endpoint, code)
+            self._requests[key] = self._requests.get(key, 0) + 1
+
+    def render(self) -> bytes:
+        with self._lock:
+            body = self._body
+            if body is None:
+                body = self._body = self._join_accounts()
+            dynamic = self._render_dynamic()
+        return body + dynamic + self._render_process()
+
+    def _join_accounts(self) -> bytes:
+        ordered = [self._accounts[account] for account in sorted(self._accounts)]
+        parts: list[bytes] = []
+        for index, header in enumerate(_ACCOUNT_HEADERS):
+            parts.append(header)
+            parts.extend(chunks[index] for chunks in ordered)
+        return b"".join(parts)
+
+    def _render_dynamic(self) -> bytes:
+        lines: list[str] = []
+        if self._discovering:
+            lines.append(
+                _header(
+                    "cloudflare_oauth_discovery_up",
+                    "1 if the last account discovery (GET /accounts) succeeded, else 0.",
+                )
+            )
+            if self._discovery_up is not None:
+                lines.append(f"cloudflare_oauth_discovery_up {int(self._discovery_up)}\n")
+        lines.append(
+            _header(
+                "cloudflare_oauth_api_requests_total",
+                "Cloudflare API requests sent by the background refresh, by endpoint and HTTP "
+                "status code (or timeout / connection_error).",
+                "counter",
+            )
+        )
+        for (endpoint, code), count in sorted(self._requests.items()):
+            lines.append(
+                f'cloudflare_oauth_api_requests_total{{endpoint="{_escape_label(endpoint)}",'
+                f'code="{_escape_label(code)}"}} {count}\n'
+            )
+        return "".join(lines).encode() + self._build_info
+
+    def _render_process(self) -> bytes:
+        # Process metrics read /proc; once a second is plenty for series scraped every 15s+,
+        # and keeps a burst of scrapes from paying for it each time.
+        if self._process_registry is None:
+            return b""
+        now = self._monotonic()
+        if now - self._process_rendered_at >= 1.0:
+            self._process_body = generate_latest(self._process_registry)
+            self._process_rendered_at = now
+        return self._process_body
+
+
+def _header(name: str, help_text: str, kind: str = "gauge") -> str:
+    return f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} {kind}\n"
+
+
+_ACCOUNT_HEADERS = tuple(family.header() for family in ACCOUNT_FAMILIES)

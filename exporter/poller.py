@@ -1,0 +1,185 @@
+"""The background refresh: discover accounts, count each account's clients, publish snapshots.
+
+Runs on its own schedule, never on the scrape path. One account's failure never touches another:
+it keeps its last good counts and is marked down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+from exporter.aggregation import ClientCounter
+from exporter.cloudflare import ApiError, CloudflareAPI
+from exporter.durations import format_duration
+from exporter.metrics import ExpositionStore
+from exporter.model import Account
+from exporter.ratelimit import Sleep
+from exporter.snapshot import AccountSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class Poller:
+    def __init__(
+        self,
+        api: CloudflareAPI,
+        store: ExpositionStore,
+        *,
+        account_ids: Sequence[str],
+        interval: float,
+        concurrency: int,
+        rate_limit: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._discovering = not account_ids
+        self._accounts: list[Account] = [Account(account_id) for account_id in account_ids]
+        self._interval = interval
+        self._concurrency = concurrency
+        self._rate_limit = rate_limit
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._snapshots: dict[str, AccountSnapshot] = {}
+        self.ready = False
+        self.cycles = 0
+
+    @property
+    def snapshots(self) -> Mapping[str, AccountSnapshot]:
+        return self._snapshots
+
+    async def run(self) -> None:
+        """Refresh every interval until cancelled; an overrunning refresh is followed at once."""
+        while True:
+            started = self._monotonic()
+            await self.refresh()
+            elapsed = self._monotonic() - started
+            await self._sleep(max(0.0, self._interval - elapsed))
+
+    async def refresh(self) -> bool:
+        """One full refresh; True if discovery (if any) and every account succeeded."""
+        started = self._monotonic()
+        requests_before = self._api.requests_sent
+        ok = await self._discover() if self._discovering else True
+
+        known = {account.id for account in self._accounts}
+        for account_id in [a for a in self._snapshots if a not in known]:
+            del self._snapshots[account_id]
+        self._store.retain(known)
+
+        pending = deque(self._accounts)
+        failures = 0
+
+        async def worker() -> None:
+            nonlocal failures
+            while pending:
+                if not await self._refresh_account(pending.popleft()):
+                    failures += 1
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self._concurrency, len(pending))):
+                group.create_task(worker())
+
+        self.ready = True
+        self.cycles += 1
+        elapsed = self._monotonic() - started
+        requests = self._api.requests_sent - requests_before
+        log.info(
+            "refresh finished",
+            extra={
+                "accounts": len(self._accounts),
+                "failed": failures,
+                "requests": requests,
+                "duration": format_duration(elapsed),
+            },
+        )
+        if elapsed > self._interval:
+            self._warn_overrun(elapsed, requests)
+        return ok and failures == 0
+
+    async def _discover(self) -> bool:
+        try:
+            accounts = await self._api.list_accounts()
+        except ApiError as error:
+            self._store.set_discovery_up(False)
+            log.warning(
+                "account discovery failed; keeping the accounts found before",
+                extra={"err": str(error), "accounts": len(self._accounts)},
+            )
+            return False
+        self._store.set_discovery_up(True)
+        if {a.id for a in accounts} != {a.id for a in self._accounts}:
+            log.info("accounts discovered", extra={"accounts": len(accounts)})
+        self._accounts = accounts
+        return True
+
+    async def _refresh_account(self, account: Account) -> bool:
+        started = self._monotonic()
+        counter = ClientCounter()
+        error: str | None = None
+        try:
+            async for page in self._api.oauth_client_pages(account.id):
+                for client in page:
+                    counter.add(client)
+        except ApiError as api_error:
+            error = str(api_error)
+            log.warning(
+                "account refresh failed; keeping its last good counts",
+                extra={"account_id": account.id, "err": error},
+            )
+        except Exception:
+            # A bug must cost one account one refresh, not the whole exporter.
+            error = "internal error (see the exporter log)"
+            log.exception("account refresh crashed", extra={"account_id": account.id})
+        duration = self._monotonic() - started
+
+        previous = self._snapshots.get(account.id)
+        if error is None:
+            snapshot = AccountSnapshot(
+                account_id=account.id,
+                account_name=account.name,
+                up=True,
+                counts=counter.result(),
+                last_success=self._clock(),
+                refresh_duration=duration,
+            )
+        elif previous is not None:
+            snapshot = previous.failed(error, duration, account.name)
+        else:
+            snapshot = AccountSnapshot(
+                account_id=account.id,
+                account_name=account.name,
+                up=False,
+                counts=None,
+                last_success=None,
+                refresh_duration=duration,
+                last_error=error,
+            )
+        self._snapshots[account.id] = snapshot
+        self._store.put(snapshot)
+        return error is None
+
+    def _warn_overrun(self, elapsed: float, requests: int) -> None:
+        advice = "raise --refresh.interval or shard the accounts across replicas"
+        fields: dict[str, object] = {
+            "duration": format_duration(elapsed),
+            "interval": format_duration(self._interval),
+            "requests": requests,
+        }
+        if self._rate_limit:
+            needed = math.ceil(requests / self._rate_limit * 300)
+            fields["rate_limit_per_5m"] = self._rate_limit
+            fields["interval_needed"] = format_duration(needed)
+            advice = (
+                f"{requests} requests need at least {format_duration(needed)} at "
+                f"--cloudflare.rate-limit {self._rate_limit}; {advice}"
+            )
+        log.warning(f"refresh took longer than --refresh.interval: {advice}", extra=fields)

@@ -1,0 +1,71 @@
+"""Client-side request budget: at most N requests in any window, retries included.
+
+A sliding window, not a token bucket: a bucket holding N and refilled at N per window lets 2N
+through within one window (N from a full bucket, N more refilled), which is exactly what gets a
+Cloudflare token blocked for five minutes. The server can also pause us (429 `Retry-After`, or a
+`Ratelimit` header saying nothing is left): then every caller waits, since the block is per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SlidingWindowLimiter:
+    """`acquire()` returns once sending one more request keeps every window within the limit.
+
+    A send at time t counts in every window (s - window, s] that contains t. `limit` 0 means no
+    client-side limit; server-imposed pauses still apply.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 300.0,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if limit < 0 or window <= 0:
+            raise ValueError("limit must be >= 0 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._blocked_until = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        """Wait for budget and spend one request of it; returns the seconds spent waiting."""
+        waited = 0.0
+        async with self._lock:
+            while True:
+                now = self._clock()
+                delay = self._blocked_until - now
+                if delay <= 0 and self.limit:
+                    while self._sent and self._sent[0] <= now - self.window:
+                        self._sent.popleft()
+                    if len(self._sent) >= self.limit:
+                        delay = self._sent[0] + self.window - now
+                if delay <= 0:
+                    if self.limit:
+                        self._sent.append(now)
+                    return waited
+                await self._sleep(delay)
+                waited += delay
+
+    def pause_for(self, seconds: float) -> None:
+        """The server asked us to stop for `seconds`: nobody sends until then."""
+        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def spent(self) -> int:
+        """Requests sent within the current window."""
+        now = self._clock()
+        return sum(1 for sent in self._sent if sent > now - self.window)

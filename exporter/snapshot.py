@@ -1,0 +1,36 @@
+"""What the exporter knows about one account after its latest refresh, as one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.aggregation import ClientCounts
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """Replaced, never mutated, after every refresh of the account.
+
+    `counts` and `last_success` come from the last refresh that succeeded, so a failing account
+    keeps its last good numbers while `up` says they are stale.
+    """
+
+    account_id: str
+    account_name: str | None
+    up: bool
+    counts: ClientCounts | None
+    last_success: float | None
+    refresh_duration: float
+    last_error: str | None = None
+
+    def failed(self, error: str, duration: float, name: str | None) -> AccountSnapshot:
+        """The next snapshot after a failed refresh: the last good numbers, marked down."""
+        return AccountSnapshot(
+            account_id=self.account_id,
+            account_name=name if name is not None else self.account_name,
+            up=False,
+            counts=self.counts,
+            last_success=self.last_success,
+            refresh_duration=duration,
+            last_error=error,
+        )
