@@ -189,10 +189,9 @@ class CloudflareAPI:
     async def _get(self, endpoint: str, path: str, params: dict[str, int]) -> Envelope:
         attempt = 0
         while True:
-            await self._limiter.acquire()
             response: httpx.Response | None = None
             failure = ""
-            async with self._in_flight:
+            async with self._limiter.slot(), self._in_flight:
                 self.requests_sent += 1
                 try:
                     async with asyncio.timeout(self._timeout):

@@ -9,18 +9,21 @@ Cloudflare token blocked for five minutes. The server can also pause us (429 `Re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class SlidingWindowLimiter:
-    """`acquire()` returns once sending one more request keeps every window within the limit.
+    """`slot()` admits one request once sending it keeps every window within the limit.
 
-    A send at time t counts in every window (s - window, s] that contains t. `limit` 0 means no
+    A request counts in every window (s - window, s] that holds its stamp. The stamp is taken when
+    the request is admitted and moved to when its answer arrives: the server counted it somewhere
+    in between, so counting from the later time can never undercount. `limit` 0 means no
     client-side limit; server-imposed pauses still apply.
     """
 
@@ -38,26 +41,35 @@ class SlidingWindowLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque()
+        self._stamps: deque[list[float]] = deque()  # one-item lists, so a stamp can move
         self._blocked_until = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> float:
-        """Wait for budget and spend one request of it; returns the seconds spent waiting."""
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Wait for budget and spend one request of it; yields the seconds spent waiting."""
+        stamp, waited = await self._admit()
+        try:
+            yield waited
+        finally:
+            stamp[0] = self._clock()
+
+    async def _admit(self) -> tuple[list[float], float]:
         waited = 0.0
         async with self._lock:
             while True:
                 now = self._clock()
                 delay = self._blocked_until - now
                 if delay <= 0 and self.limit:
-                    while self._sent and self._sent[0] <= now - self.window:
-                        self._sent.popleft()
-                    if len(self._sent) >= self.limit:
-                        delay = self._sent[0] + self.window - now
+                    while self._stamps and self._stamps[0][0] <= now - self.window:
+                        self._stamps.popleft()
+                    if len(self._stamps) >= self.limit:
+                        delay = self._stamps[0][0] + self.window - now
                 if delay <= 0:
+                    stamp = [now]
                     if self.limit:
-                        self._sent.append(now)
-                    return waited
+                        self._stamps.append(stamp)
+                    return stamp, waited
                 await self._sleep(delay)
                 waited += delay
 
@@ -66,6 +78,6 @@ class SlidingWindowLimiter:
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
     def spent(self) -> int:
-        """Requests sent within the current window."""
+        """Requests counted in the current window."""
         now = self._clock()
-        return sum(1 for sent in self._sent if sent > now - self.window)
+        return sum(1 for stamp in self._stamps if stamp[0] > now - self.window)

@@ -464,16 +464,26 @@ def url_of(sock: socket.socket) -> str:
 
 
 class SimulatorThread:
-    """The simulator on a loopback port, served by uvicorn in a thread: for tests."""
+    """The simulator on a loopback port, served by uvicorn in a thread: for tests.
+
+    `simulator` can be swapped while serving, so a test session can share one server.
+    """
 
     def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.simulator = simulator
         self._socket = bind_socket(host, port)
         self.url = url_of(self._socket)
-        self._server = make_server(simulator)
+        self._server = EmbeddedServer(
+            uvicorn.Config(
+                self._app, log_config=None, access_log=False, lifespan="off", interface="asgi3"
+            )
+        )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )
+
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.simulator.app(scope, receive, send)
 
     def __enter__(self) -> SimulatorThread:
         self._thread.start()
@@ -486,6 +496,7 @@ class SimulatorThread:
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
 

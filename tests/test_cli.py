@@ -1,0 +1,276 @@
+"""The command line: configuration errors, --once, serving, shutdown, secrets and the demo."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
+from tests.conftest import TOKEN, clean_environ, exporter_command
+from tests.process import ExporterProcess
+
+
+def run(*args: str, timeout: float = 60, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run to completion; stdout is decoded without newline translation (a raw CR is data)."""
+    result = subprocess.run(
+        exporter_command(*args), env=clean_environ(**environ), capture_output=True,
+        timeout=timeout,
+    )  # fmt: skip
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+def samples(exposition: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_help_lists_every_flag():
+    result = run("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--web.listen-address", "--web.telemetry-path", "--cloudflare.api-url",
+        "--cloudflare.account-id", "--cloudflare.api-token-file", "--refresh.interval",
+        "--cloudflare.concurrency", "--cloudflare.rate-limit", "--cloudflare.timeout",
+        "--log.level", "--log.format", "--demo", "--once",
+    ):  # fmt: skip
+        assert flag in result.stdout
+
+
+def test_console_script_and_module_agree():
+    from exporter import __version__
+
+    result = run("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "needle"),
+    [
+        ((), {}, "CLOUDFLARE_API_TOKEN"),
+        ((), {"CLOUDFLARE_API_EMAIL": "ops@example.com"}, "CLOUDFLARE_API_KEY"),
+        (("--cloudflare.account-id", "xyz"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "--cloudflare.account-id"),
+        (("--refresh.interval", "soon"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "--refresh.interval"),
+        (("--cloudflare.api-token-file", "/nonexistent/token"), {}, "--cloudflare.api-token-file"),
+        ((), {"CLOUDFLARE_API_TOKEN_FILE": "/nonexistent/token"}, "CLOUDFLARE_API_TOKEN_FILE"),
+        (("--log.format", "xml"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "--log.format"),
+    ],
+)  # fmt: skip
+def test_bad_configuration_exits_2_with_one_clear_line(args, environ, needle):
+    result = run(*args, **environ)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert needle in lines[0]
+    assert TOKEN not in result.stderr
+
+
+def test_a_port_in_use_exits_2_naming_the_flag():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("--web.listen-address", f"127.0.0.1:{port}", CLOUDFLARE_API_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--web.listen-address" in result.stderr
+    assert "in use" in result.stderr
+
+
+def scenario() -> list[SimAccount]:
+    rng = random.Random(99)
+    return [make_account(rng, "Alpha", 75), make_account(rng, "Beta", 3)]
+
+
+def test_once_prints_valid_exact_metrics_and_exits_0(serve_simulator, promtool):
+    alpha, beta = scenario()
+    url = serve_simulator(Simulator([alpha, beta]))
+    result = run("--once", "--cloudflare.api-url", url, CLOUDFLARE_API_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    check = promtool(result.stdout.encode())
+    assert check.returncode == 0, check.stdout + check.stderr
+    found = samples(result.stdout)
+    assert found["cloudflare_oauth_clients"] == {
+        (("account_id", alpha.id),): 75.0,
+        (("account_id", beta.id),): 3.0,
+    }
+    visibility = found["cloudflare_oauth_clients_by_visibility"]
+    assert visibility[(("account_id", alpha.id), ("visibility", "public"))] == 38
+    assert visibility[(("account_id", alpha.id), ("visibility", "private"))] == 37
+    assert found["cloudflare_oauth_discovery_up"] == {(): 1.0}
+    assert "process_cpu_seconds_total" not in found
+
+
+def test_once_exits_1_when_an_account_failed(serve_simulator):
+    alpha, beta = scenario()
+    beta.fault = Fault.api_error(403, 10000, "Authentication error")
+    url = serve_simulator(Simulator([alpha, beta]))
+    result = run(
+        "--once", "--cloudflare.api-url", url, "--cloudflare.account-id", alpha.id,
+        "--cloudflare.account-id", beta.id, CLOUDFLARE_API_TOKEN=TOKEN,
+    )  # fmt: skip
+    assert result.returncode == 1
+    found = samples(result.stdout)
+    assert found["cloudflare_oauth_account_up"] == {
+        (("account_id", alpha.id),): 1.0,
+        (("account_id", beta.id),): 0.0,
+    }
+    assert "Authentication error" in result.stderr
+    assert "10000" in result.stderr
+
+
+EVIL_NAMES = [
+    'quote " and \\" escaped',
+    "back\\slash\\",
+    "new\nline\r\n",
+    "emoji 🚀🔥 ünïcödé",
+    "x" * 400,
+    "tab\tand } { = ,",
+]
+
+
+def test_evil_names_and_values_pass_promtool(serve_simulator, promtool):
+    rng = random.Random(7)
+    accounts = [make_account(rng, name, 2) for name in EVIL_NAMES]
+    odd = accounts[0].clients[0]
+    odd.update(visibility='in"ternal\n', token_endpoint_auth_method="back\\slash",
+               client_uri_verification={"status": "🚀"}, grant_types=["x" * 300])  # fmt: skip
+    url = serve_simulator(Simulator(accounts))
+    result = run("--once", "--cloudflare.api-url", url, CLOUDFLARE_API_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    check = promtool(result.stdout.encode())
+    assert check.returncode == 0, check.stdout + check.stderr
+    found = samples(result.stdout)
+    names = {dict(labels)["account_name"] for labels in found["cloudflare_oauth_account_info"]}
+    assert names == set(EVIL_NAMES)
+    assert (
+        found["cloudflare_oauth_clients_by_visibility"][
+            (("account_id", accounts[0].id), ("visibility", 'in"ternal\n'))
+        ]
+        == 1
+    )
+    assert (
+        found["cloudflare_oauth_clients_by_grant_type"][
+            (("account_id", accounts[0].id), ("grant_type", "x" * 300))
+        ]
+        == 1
+    )
+
+
+def test_serving_refreshes_in_the_background_and_stops_cleanly_on_sigterm(serve_simulator):
+    alpha, beta = scenario()
+    url = serve_simulator(sim := Simulator([alpha, beta]))
+    with ExporterProcess(
+        "--cloudflare.api-url", url, "--refresh.interval", "1s", CLOUDFLARE_API_TOKEN=TOKEN
+    ) as exporter:
+        exporter.wait_ready()
+        first = samples(exporter.get("/metrics").text)
+        assert first["cloudflare_oauth_clients"][(("account_id", beta.id),)] == 3
+        requests_after_ready = sum(sim.requests.values())
+        for _ in range(20):  # scrapes never reach the API
+            exporter.get("/metrics")
+        beta.clients.append(make_client(random.Random(1), 0))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = samples(exporter.get("/metrics").text)
+            if now["cloudflare_oauth_clients"][(("account_id", beta.id),)] == 4:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the background refresh never picked up the new client")
+        assert sum(sim.requests.values()) < requests_after_ready + 20
+        assert exporter.get("/healthz").status_code == 200
+        assert 'href="/metrics"' in exporter.get("/").text
+        assert (
+            exporter.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
+        )
+        started = time.monotonic()
+        assert exporter.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 10
+    assert any("shutting down" in line for line in exporter.lines)
+    assert not any("Traceback" in line for line in exporter.lines)
+
+
+def test_sigterm_cancels_an_in_flight_refresh(serve_simulator):
+    alpha, _ = scenario()
+    alpha.fault = Fault.slow(30)
+    url = serve_simulator(Simulator([alpha]))
+    with ExporterProcess(
+        "--cloudflare.api-url", url, "--cloudflare.timeout", "60s", CLOUDFLARE_API_TOKEN=TOKEN
+    ) as exporter:
+        time.sleep(1.0)  # discovery done, the account's request hangs
+        assert exporter.get("/readyz").status_code == 503
+        started = time.monotonic()
+        assert exporter.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5
+
+
+def test_the_token_never_appears_in_logs_output_or_metrics(serve_simulator):
+    alpha, beta = scenario()
+    beta.fault = Fault.api_error(403, 9109, f"Invalid access token {TOKEN}")  # an echoing API
+    url = serve_simulator(Simulator([alpha, beta]))
+    with ExporterProcess(
+        "--cloudflare.api-url", url, "--log.level", "debug", "--log.format", "json",
+        "--refresh.interval", "1s", CLOUDFLARE_API_TOKEN=TOKEN,
+    ) as exporter:  # fmt: skip
+        exporter.wait_ready()
+        body = exporter.get("/metrics").text
+        page = exporter.get("/").text
+        exporter.stop()
+    logs = "\n".join(exporter.lines)
+    assert "Invalid access token [REDACTED]" in logs
+    for text in (logs, body, page):
+        assert TOKEN not in text
+    for line in exporter.lines:
+        json.loads(line)  # --log.format json: every line is one JSON object
+
+
+def test_legacy_key_never_appears_either(serve_simulator):
+    key = "legacy-global-key-0123456789abcdef"
+    alpha, _ = scenario()
+    url = serve_simulator(Simulator([alpha], tokens=(), email="ops@example.com", key=key))
+    result = run(
+        "--once", "--cloudflare.api-url", url, "--log.level", "debug",
+        CLOUDFLARE_API_EMAIL="ops@example.com", CLOUDFLARE_API_KEY=key,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert key not in result.stdout + result.stderr
+
+
+def test_demo_once_shows_every_scenario(promtool):
+    result = run("--demo", "--once")
+    assert result.returncode == 1  # the demo has an account without permission, by design
+    check = promtool(result.stdout.encode())
+    assert check.returncode == 0, check.stdout + check.stderr
+    found = samples(result.stdout)
+    up = found["cloudflare_oauth_account_up"]
+    assert sorted(up.values()) == [0.0, 1.0, 1.0, 1.0]
+    assert sum(found["cloudflare_oauth_clients"].values()) == 160 + 90 + 3
+    names = {dict(k)["account_name"] for k in found["cloudflare_oauth_account_info"]}
+    assert "Acme Production" in names
+    assert "HTTP 403 code 10000" in result.stderr
+
+
+def test_demo_serves_metrics_with_no_credentials():
+    with ExporterProcess("--demo") as exporter:
+        exporter.wait_ready()
+        found = samples(exporter.get("/metrics").text)
+        assert len(found["cloudflare_oauth_account_up"]) == 4
+        assert found["cloudflare_oauth_exporter_build_info"]
+        assert "process_cpu_seconds_total" in found
+    assert any(re.search(r"demo: open http://\S+/metrics", line) for line in exporter.lines)

@@ -1,0 +1,281 @@
+"""The background refresh against the simulator: isolation, retention, discovery, budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.cloudflare import CloudflareAPI
+from exporter.metrics import ExpositionStore
+from exporter.poller import Poller
+from exporter.ratelimit import SlidingWindowLimiter
+from exporter.settings import Secret, TokenAuth
+from exporter.simulator import Fault, Simulator, make_account
+from tests.conftest import TOKEN
+
+
+class Harness:
+    """A Poller wired to a simulator URL the way the service wires it, on one event loop."""
+
+    def __init__(self, url: str, account_ids=(), *, limiter=None, interval=300.0, concurrency=4):
+        self.loop = asyncio.new_event_loop()
+        self.store = ExpositionStore(discovering=not account_ids, process_metrics=False)
+        self.api = CloudflareAPI(
+            url, TokenAuth(Secret(TOKEN)), backoff_base=0.01, limiter=limiter,
+            concurrency=concurrency, on_request=self.store.count_request,
+        )  # fmt: skip
+        self.poller = Poller(
+            self.api, self.store, account_ids=account_ids, interval=interval,
+            concurrency=concurrency, rate_limit=limiter.limit if limiter else 0,
+        )  # fmt: skip
+        HARNESSES.append(self)
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+    def refresh(self) -> bool:
+        return self.run(self.poller.refresh())
+
+    def close(self) -> None:
+        self.run(self.api.aclose())
+        self.loop.close()
+
+    def samples(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for family in text_string_to_metric_families(self.store.render().decode()):
+            for sample in family.samples:
+                key = tuple(sorted(sample.labels.items()))
+                found.setdefault(sample.name, {})[key] = sample.value
+        return found
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.samples().get(name, {}).get(tuple(sorted(labels.items())))
+
+
+HARNESSES: list[Harness] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_harnesses():
+    yield
+    while HARNESSES:
+        HARNESSES.pop().close()
+
+
+def accounts(n: int, clients: int = 20, seed: int = 11):
+    rng = random.Random(seed)
+    return [make_account(rng, f"Account {i}", clients) for i in range(n)]
+
+
+def test_a_failing_account_keeps_its_last_good_counts_and_others_are_untouched(serve_simulator):
+    good, flaky = accounts(2)
+    url = serve_simulator(sim := Simulator([good, flaky]))
+    harness = Harness(url)
+    assert harness.refresh() is True
+    assert harness.value("cloudflare_oauth_clients", account_id=flaky.id) == 20
+    first_success = harness.value(
+        "cloudflare_oauth_account_last_success_timestamp_seconds", account_id=flaky.id
+    )
+
+    flaky.fault = Fault.api_error(403, 10000, "Authentication error")
+    flaky.clients = flaky.clients[:5]  # would read 5 if it could
+    good.clients = good.clients[:7]
+    assert harness.refresh() is False
+    assert harness.value("cloudflare_oauth_account_up", account_id=flaky.id) == 0
+    assert harness.value("cloudflare_oauth_clients", account_id=flaky.id) == 20
+    assert (
+        harness.value(
+            "cloudflare_oauth_account_last_success_timestamp_seconds", account_id=flaky.id
+        )
+        == first_success
+    )
+    assert harness.value("cloudflare_oauth_account_up", account_id=good.id) == 1
+    assert harness.value("cloudflare_oauth_clients", account_id=good.id) == 7
+    snapshot = harness.poller.snapshots[flaky.id]
+    assert snapshot.last_error == "HTTP 403 code 10000: Authentication error"
+    assert sim.requests[f"/accounts/{flaky.id}/oauth_clients"] == 2  # 1 + 1, never retried
+
+    flaky.fault = None  # recovery
+    assert harness.refresh() is True
+    assert harness.value("cloudflare_oauth_account_up", account_id=flaky.id) == 1
+    assert harness.value("cloudflare_oauth_clients", account_id=flaky.id) == 5
+    assert harness.poller.snapshots[flaky.id].last_error is None
+
+
+def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simulator):
+    (denied,) = accounts(1)
+    denied.fault = Fault.html(502)
+    url = serve_simulator(Simulator([denied]))
+    harness = Harness(url, [denied.id])
+    assert harness.refresh() is False
+    samples = harness.samples()
+    assert samples["cloudflare_oauth_account_up"] == {(("account_id", denied.id),): 0.0}
+    assert (("account_id", denied.id),) in samples[
+        "cloudflare_oauth_account_refresh_duration_seconds"
+    ]
+    assert "cloudflare_oauth_clients" not in samples
+    assert "cloudflare_oauth_account_last_success_timestamp_seconds" not in samples
+    assert harness.poller.ready
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.html(200), Fault.not_json(), Fault.success_false(), Fault.missing_client_id(),
+     Fault(status=200, body='{"success": true, "result": null}')],
+)  # fmt: skip
+def test_malformed_answers_mark_only_that_account_failed(serve_simulator, fault):
+    good, bad = accounts(2)
+    url = serve_simulator(Simulator([good, bad]))
+    harness = Harness(url)
+    assert harness.refresh()
+    bad.fault = fault
+    assert harness.refresh() is False
+    assert harness.value("cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert harness.value("cloudflare_oauth_clients", account_id=bad.id) == 20
+    assert harness.value("cloudflare_oauth_account_up", account_id=good.id) == 1
+
+
+def test_vanished_accounts_leave_metrics_at_the_next_refresh(serve_simulator):
+    kept, gone = accounts(2)
+    url = serve_simulator(sim := Simulator([kept, gone]))
+    harness = Harness(url)
+    harness.refresh()
+    assert harness.value("cloudflare_oauth_account_up", account_id=gone.id) == 1
+    del sim.accounts[gone.id]
+    harness.refresh()
+    body = harness.store.render().decode()
+    assert gone.id not in body
+    assert kept.id in body
+    assert gone.id not in harness.poller.snapshots
+
+
+def test_new_accounts_appear_at_the_next_refresh(serve_simulator):
+    first, second = accounts(2)
+    url = serve_simulator(sim := Simulator([first]))
+    harness = Harness(url)
+    harness.refresh()
+    assert harness.value("cloudflare_oauth_account_up", account_id=second.id) is None
+    sim.add(second)
+    harness.refresh()
+    assert harness.value("cloudflare_oauth_account_up", account_id=second.id) == 1
+    assert (
+        harness.value(
+            "cloudflare_oauth_account_info", account_id=second.id, account_name="Account 1"
+        )
+        == 1
+    )
+
+
+def test_failed_discovery_keeps_the_known_accounts_and_says_so(serve_simulator):
+    (only,) = accounts(1)
+    url = serve_simulator(sim := Simulator([only]))
+    harness = Harness(url)
+    harness.refresh()
+    assert harness.value("cloudflare_oauth_discovery_up") == 1
+    sim.accounts_fault = Fault.api_error(403, 9109, "Invalid access token")
+    assert harness.refresh() is False
+    assert harness.value("cloudflare_oauth_discovery_up") == 0
+    assert harness.value("cloudflare_oauth_account_up", account_id=only.id) == 1
+    assert harness.value("cloudflare_oauth_account_info", account_id=only.id,
+                         account_name="Account 0") == 1  # fmt: skip
+
+
+def test_discovery_that_never_worked_still_gets_ready(serve_simulator):
+    url = serve_simulator(sim := Simulator(accounts(2)))
+    sim.accounts_fault = Fault.html(503)
+    harness = Harness(url)
+    assert not harness.poller.ready
+    assert harness.refresh() is False
+    assert harness.poller.ready
+    assert harness.value("cloudflare_oauth_discovery_up") == 0
+    assert sim.requests["/accounts"] == 3  # retried like any 5xx
+
+
+def test_configured_accounts_are_not_discovered(serve_simulator):
+    first, second = accounts(2)
+    url = serve_simulator(sim := Simulator([first, second]))
+    harness = Harness(url, [second.id])
+    assert harness.refresh()
+    assert sim.requests["/accounts"] == 0
+    assert harness.value("cloudflare_oauth_account_up", account_id=first.id) is None
+    assert harness.value("cloudflare_oauth_clients", account_id=second.id) == 20
+    assert "cloudflare_oauth_account_info" not in harness.samples()  # no name without discovery
+
+
+def test_api_requests_are_counted_by_endpoint_and_code(serve_simulator):
+    ok, broken = accounts(2, clients=60)
+    broken.faults.append(Fault.html(503))
+    url = serve_simulator(Simulator([ok, broken]))
+    harness = Harness(url)
+    harness.refresh()
+    assert harness.samples()["cloudflare_oauth_api_requests_total"] == {
+        (("code", "200"), ("endpoint", "/accounts")): 1.0,
+        (("code", "200"), ("endpoint", "/accounts/{account_id}/oauth_clients")): 4.0,
+        (("code", "503"), ("endpoint", "/accounts/{account_id}/oauth_clients")): 1.0,
+    }
+
+
+def test_refresh_waits_for_budget_with_zero_429s_and_keeps_serving(serve_simulator):
+    # 5 accounts x 2 pages + discovery = 11 requests; the simulator allows 4 per 1 s window
+    # and, like Cloudflare, blocks for much longer (30 s) once that is exceeded.
+    url = serve_simulator(sim := Simulator(accounts(5, clients=60), rate_limit=4,
+                                           rate_window=1.0, rate_block=30))  # fmt: skip
+    harness = Harness(url, limiter=SlidingWindowLimiter(4, 1.0))  # the same limit as the server
+    first = harness.refresh()
+    assert first
+    assert sim.rate_limited == 0
+    before = harness.store.render()
+    seen_during: list[bytes] = []
+
+    async def refresh_while_scraping() -> bool:
+        refresh = asyncio.create_task(harness.poller.refresh())
+        while not refresh.done():
+            seen_during.append(harness.store.render())
+            await asyncio.sleep(0.1)
+        return refresh.result()
+
+    assert harness.run(refresh_while_scraping())
+    assert sim.rate_limited == 0
+    assert sim.status_counts[429] == 0
+    assert len(seen_during) >= 10  # the refresh took several windows...
+    # ...and every scrape meanwhile served complete numbers for every account
+    for body in seen_during:
+        assert body.count(b"cloudflare_oauth_clients{") == 5
+    assert before.count(b"cloudflare_oauth_clients{") == 5
+
+
+def test_an_overrunning_refresh_says_what_it_needs(serve_simulator, caplog):
+    url = serve_simulator(Simulator(accounts(3, clients=60)))
+    harness = Harness(url, limiter=SlidingWindowLimiter(1000, 300), interval=1.0)
+    harness.poller._interval = 0.000001  # any refresh overruns this
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        harness.refresh()
+    overruns = [r for r in caplog.records if "longer than --refresh.interval" in r.getMessage()]
+    assert len(overruns) == 1
+    message = overruns[0].getMessage()
+    assert "7 requests" in message
+    assert "--cloudflare.rate-limit 1000" in message
+    assert "shard" in message
+
+
+def test_a_bug_in_one_account_does_not_stop_the_refresh(serve_simulator, monkeypatch, caplog):
+    good, cursed = accounts(2)
+    url = serve_simulator(Simulator([good, cursed]))
+    harness = Harness(url)
+    original = harness.api.oauth_client_pages
+
+    def pages(account_id: str):
+        if account_id == cursed.id:
+            raise RuntimeError("a bug")
+        return original(account_id)
+
+    harness.api.oauth_client_pages = pages  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        assert harness.refresh() is False
+    assert harness.value("cloudflare_oauth_account_up", account_id=cursed.id) == 0
+    assert harness.value("cloudflare_oauth_account_up", account_id=good.id) == 1
+    assert any("crashed" in r.getMessage() for r in caplog.records)

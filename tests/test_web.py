@@ -1,0 +1,75 @@
+"""The HTTP endpoints, through the ASGI app (httpx.ASGITransport: real requests, no socket)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+from exporter.aggregation import count_clients
+from exporter.metrics import CONTENT_TYPE, ExpositionStore
+from exporter.snapshot import AccountSnapshot
+from exporter.web import create_app
+
+
+@dataclass
+class FakeHealth:
+    alive: bool = True
+    ready: bool = False
+
+
+def get(app, path: str) -> httpx.Response:
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            return await client.get(path)
+
+    return asyncio.run(fetch())
+
+
+def make_app(health: FakeHealth, path: str = "/metrics"):
+    store = ExpositionStore(discovering=False, process_metrics=False)
+    store.put(AccountSnapshot("a" * 32, None, True, count_clients([]), 1.0, 0.5))
+    return create_app(store=store, health=health, telemetry_path=path), store
+
+
+def test_metrics_serve_the_store_with_the_prometheus_content_type():
+    app, store = make_app(FakeHealth())
+    response = get(app, "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE
+    assert response.content == store.render()
+
+
+def test_a_custom_telemetry_path_moves_the_metrics():
+    app, _ = make_app(FakeHealth(), "/probe/metrics")
+    assert get(app, "/probe/metrics").status_code == 200
+    assert get(app, "/metrics").status_code == 404
+
+
+def test_readyz_waits_for_the_first_refresh():
+    health = FakeHealth(ready=False)
+    app, _ = make_app(health)
+    response = get(app, "/readyz")
+    assert response.status_code == 503
+    assert "not ready" in response.text
+    health.ready = True
+    assert get(app, "/readyz").status_code == 200
+
+
+def test_healthz_fails_once_the_refresh_task_is_dead():
+    health = FakeHealth(alive=True)
+    app, _ = make_app(health)
+    assert get(app, "/healthz").status_code == 200
+    health.alive = False
+    assert get(app, "/healthz").status_code == 503
+
+
+def test_landing_page_links_every_endpoint():
+    app, _ = make_app(FakeHealth(), "/probe")
+    response = get(app, "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for link in ('href="/probe"', 'href="/healthz"', 'href="/readyz"'):
+        assert link in response.text
