@@ -1,0 +1,120 @@
+"""The simulator is faithful to the reference where the exporter depends on it."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+import pytest
+
+from exporter.simulator import Fault, SimAccount, Simulator, demo_accounts, make_account
+from tests.conftest import TOKEN
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def accounts(n: int) -> list[SimAccount]:
+    rng = random.Random(4)
+    return [make_account(rng, f"A{i}", 3) for i in range(n)]
+
+
+def test_envelope_and_result_info_follow_the_reference(serve_simulator):
+    (only,) = accounts(1)
+    url = serve_simulator(Simulator([only]))
+    body = httpx.get(f"{url}/accounts/{only.id}/oauth_clients", headers=BEARER).json()
+    assert set(body) == {"errors", "messages", "success", "result", "result_info"}
+    assert body["success"] is True
+    assert body["errors"] == body["messages"] == []
+    assert body["result_info"] == {"page": 1, "per_page": 20, "count": 3, "total_count": 3}
+    assert {"client_id", "visibility"} <= set(body["result"][0])
+
+
+@pytest.mark.parametrize(("asked", "given"), [(100, 50), (1, 5), (20, 20), ("x", 20)])
+def test_accounts_per_page_is_clamped_to_5_through_50(serve_simulator, asked, given):
+    url = serve_simulator(Simulator(accounts(60)))
+    body = httpx.get(f"{url}/accounts", params={"per_page": asked}, headers=BEARER).json()
+    assert body["result_info"]["per_page"] == given
+    assert len(body["result"]) == given
+    assert body["result_info"]["total_count"] == 60
+
+
+def test_errors_have_the_reference_shape(serve_simulator):
+    url = serve_simulator(Simulator(accounts(1)))
+    response = httpx.get(f"{url}/accounts/{'0' * 32}/oauth_clients", headers=BEARER)
+    assert response.status_code == 404
+    body = response.json()
+    assert body["success"] is False
+    assert body["result"] is None
+    assert body["errors"][0]["code"] == 7003
+    assert isinstance(body["errors"][0]["message"], str)
+    assert httpx.get(f"{url}/nowhere", headers=BEARER).json()["errors"][0]["code"] == 7000
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 400, 6003),
+        ({"Authorization": "Basic abc"}, 400, 6003),
+        ({"Authorization": "Bearer wrong"}, 403, 9109),
+        ({"X-Auth-Email": "ops@example.com"}, 400, 6003),
+        ({"X-Auth-Email": "ops@example.com", "X-Auth-Key": "wrong"}, 403, 9103),
+    ],
+)
+def test_authentication_failures(serve_simulator, headers, status, code):
+    url = serve_simulator(Simulator(accounts(1), email="ops@example.com", key="right"))
+    response = httpx.get(f"{url}/accounts", headers=headers)
+    assert response.status_code == status
+    assert response.json()["errors"][0]["code"] == code
+
+
+def test_the_rate_limit_blocks_with_429_971_and_headers(serve_simulator):
+    url = serve_simulator(sim := Simulator(accounts(1), rate_limit=2, rate_window=60,
+                                           rate_block=120))  # fmt: skip
+    first = httpx.get(f"{url}/accounts", headers=BEARER)
+    assert first.headers["Ratelimit"] == '"default";r=1;t=60'
+    assert first.headers["Ratelimit-Policy"] == '"burst";q=2;w=60'
+    assert (
+        httpx.get(f"{url}/accounts", headers=BEARER)
+        .headers["Ratelimit"]
+        .startswith('"default";r=0;')
+    )
+    blocked = httpx.get(f"{url}/accounts", headers=BEARER)
+    assert blocked.status_code == 429
+    assert blocked.json()["errors"][0]["code"] == 971
+    assert 119 <= int(blocked.headers["Retry-After"]) <= 120
+    assert sim.rate_limited == 1
+    # another token has its own budget
+    sim.tokens.add("other")
+    assert httpx.get(f"{url}/accounts", headers={"Authorization": "Bearer other"}).is_success
+
+
+def test_scripted_faults_are_used_once_and_persistent_ones_stay(serve_simulator):
+    (only,) = accounts(1)
+    only.faults.append(Fault.html(502))
+    url = serve_simulator(Simulator([only]))
+    path = f"{url}/accounts/{only.id}/oauth_clients"
+    first = httpx.get(path, headers=BEARER)
+    assert (first.status_code, first.headers["content-type"]) == (502, "text/html; charset=utf-8")
+    assert httpx.get(path, headers=BEARER).status_code == 200
+    only.fault = Fault.api_error(403, 10000, "Authentication error")
+    assert httpx.get(path, headers=BEARER).status_code == 403
+    assert httpx.get(path, headers=BEARER).status_code == 403
+
+
+def test_slow_fault_delays_the_answer(serve_simulator):
+    (only,) = accounts(1)
+    only.faults.append(Fault.slow(0.3))
+    url = serve_simulator(Simulator([only]))
+    started = time.monotonic()
+    assert httpx.get(f"{url}/accounts/{only.id}/oauth_clients", headers=BEARER).is_success
+    assert time.monotonic() - started >= 0.3
+
+
+def test_demo_data_is_stable_and_covers_the_scenarios():
+    first, second = demo_accounts(), demo_accounts()
+    assert [a.id for a in first] == [a.id for a in second]
+    assert sum(len(a.clients) for a in first) >= 200
+    assert {a.paging for a in first} == {"pages", "ignore"}
+    assert any(a.fault is not None for a in first)
+    assert any(a.faults for a in first)
