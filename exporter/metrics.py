@@ -177,6 +177,7 @@ class ExpositionStore:
         self,
         *,
         discovering: bool,
+        refresh_interval: float,
         version: str = __version__,
         process_metrics: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
@@ -187,9 +188,16 @@ class ExpositionStore:
         self._discovery_up: bool | None = None
         self._requests: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
-        self._build_info = (
+        # Fixed for the process's life, so rendered once. The interval lets alert rules say
+        # "stale" in refresh intervals without knowing the flag's value.
+        self._static = (
             _header("cloudflare_oauth_exporter_build_info", "Version of the exporter; always 1.")
             + f'cloudflare_oauth_exporter_build_info{{version="{_escape_label(version)}"}} 1\n'
+            + _header(
+                "cloudflare_oauth_exporter_refresh_interval_seconds",
+                "The configured --refresh.interval: how often every account is read.",
+            )
+            + f"cloudflare_oauth_exporter_refresh_interval_seconds {_format_value(refresh_interval)}\n"
         ).encode()
         self._monotonic = monotonic
         self._process_registry: CollectorRegistry | None = None
@@ -265,7 +273,7 @@ class ExpositionStore:
                 f'cloudflare_oauth_api_requests_total{{endpoint="{_escape_label(endpoint)}",'
                 f'code="{_escape_label(code)}"}} {count}\n'
             )
-        return "".join(lines).encode() + self._build_info
+        return "".join(lines).encode() + self._static
 
     def _render_process(self) -> bytes:
         # Process metrics read /proc; once a second is plenty for series scraped every 15s+,

@@ -25,7 +25,9 @@ class ExporterService:
             raise ValueError("settings without credentials")
         self.settings = settings
         self.store = ExpositionStore(
-            discovering=settings.discovers_accounts, process_metrics=process_metrics
+            discovering=settings.discovers_accounts,
+            refresh_interval=settings.refresh_interval,
+            process_metrics=process_metrics,
         )
         self.api = CloudflareAPI(
             settings.api_url,

@@ -113,6 +113,7 @@ def test_once_prints_valid_exact_metrics_and_exits_0(serve_simulator, promtool):
     assert visibility[(("account_id", alpha.id), ("visibility", "public"))] == 38
     assert visibility[(("account_id", alpha.id), ("visibility", "private"))] == 37
     assert found["cloudflare_oauth_discovery_up"] == {(): 1.0}
+    assert found["cloudflare_oauth_exporter_refresh_interval_seconds"] == {(): 300.0}
     assert "process_cpu_seconds_total" not in found
 
 

@@ -168,7 +168,7 @@ def parse(body: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 
 def test_store_groups_every_family_once_with_accounts_in_order():
-    store = ExpositionStore(discovering=True, process_metrics=False)
+    store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     store.put(AccountSnapshot(B, "Beta", True, COUNTS, 2.0, 0.2))
     store.put(GOOD)
     body = store.render()
@@ -187,7 +187,7 @@ def test_store_groups_every_family_once_with_accounts_in_order():
 
 
 def test_store_forgets_accounts_that_are_gone():
-    store = ExpositionStore(discovering=True, process_metrics=False)
+    store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     store.put(GOOD)
     store.put(AccountSnapshot(B, "Beta", True, COUNTS, 2.0, 0.2))
     assert B.encode() in store.render()
@@ -198,10 +198,13 @@ def test_store_forgets_accounts_that_are_gone():
 
 
 def test_store_process_wide_series():
-    store = ExpositionStore(discovering=True, process_metrics=False, version="9.9.9")
+    store = ExpositionStore(
+        discovering=True, refresh_interval=90.0, process_metrics=False, version="9.9.9"
+    )
     body = parse(store.render())
     assert "cloudflare_oauth_discovery_up" not in body  # unknown until the first discovery
     assert body["cloudflare_oauth_exporter_build_info"] == {(("version", "9.9.9"),): 1.0}
+    assert body["cloudflare_oauth_exporter_refresh_interval_seconds"] == {(): 90.0}
     store.set_discovery_up(False)
     store.count_request("/accounts", "200")
     store.count_request("/accounts", "200")
@@ -215,13 +218,13 @@ def test_store_process_wide_series():
 
 
 def test_discovery_up_is_absent_with_a_fixed_account_list():
-    store = ExpositionStore(discovering=False, process_metrics=False)
+    store = ExpositionStore(discovering=False, refresh_interval=300, process_metrics=False)
     assert b"cloudflare_oauth_discovery_up" not in store.render()
 
 
 def test_process_metrics_are_included_and_cached_for_a_second():
     now = [100.0]
-    store = ExpositionStore(discovering=False, monotonic=lambda: now[0])
+    store = ExpositionStore(discovering=False, refresh_interval=300, monotonic=lambda: now[0])
     first = store.render()
     assert b"process_cpu_seconds_total" in first or b"python_info" in first
     assert store.render() == first  # within the second: the same bytes
@@ -230,7 +233,7 @@ def test_process_metrics_are_included_and_cached_for_a_second():
 
 
 def test_rendered_body_only_changes_when_a_snapshot_does():
-    store = ExpositionStore(discovering=False, process_metrics=False)
+    store = ExpositionStore(discovering=False, refresh_interval=300, process_metrics=False)
     store.put(GOOD)
     first = store.render()
     assert store.render() == first

@@ -23,7 +23,9 @@ class Harness:
 
     def __init__(self, url: str, account_ids=(), *, limiter=None, interval=300.0, concurrency=4):
         self.loop = asyncio.new_event_loop()
-        self.store = ExpositionStore(discovering=not account_ids, process_metrics=False)
+        self.store = ExpositionStore(
+            discovering=not account_ids, refresh_interval=interval, process_metrics=False
+        )
         self.api = CloudflareAPI(
             url, TokenAuth(Secret(TOKEN)), backoff_base=0.01, limiter=limiter,
             concurrency=concurrency, on_request=self.store.count_request,

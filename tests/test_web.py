@@ -29,7 +29,7 @@ def get(app, path: str) -> httpx.Response:
 
 
 def make_app(health: FakeHealth, path: str = "/metrics"):
-    store = ExpositionStore(discovering=False, process_metrics=False)
+    store = ExpositionStore(discovering=False, refresh_interval=300, process_metrics=False)
     store.put(AccountSnapshot("a" * 32, None, True, count_clients([]), 1.0, 0.5))
     return create_app(store=store, health=health, telemetry_path=path), store
 
