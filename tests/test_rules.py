@@ -1,0 +1,54 @@
+"""The alert rules, checked and unit-tested by the real promtool."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, require_tool
+
+RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
+RULE_TESTS = ROOT / "tests" / "rules" / "alerts.test.yml"
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("promtool"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def alerts() -> list[dict]:
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
+
+
+def test_rules_pass_promtool_check():
+    result = promtool("check", "rules", RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
+
+
+def test_rule_unit_tests_pass():
+    result = promtool("test", "rules", RULE_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_tested_firing_and_not_firing():
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for check in case["alert_rule_test"]:
+            (firing if check["exp_alerts"] else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alerts()}
+    assert names - firing == set()
+    assert names - quiet == set()
+
+
+def test_every_alert_says_what_to_do_and_how_bad_it_is():
+    for rule in alerts():
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        assert len(rule["annotations"]["description"]) > 80, rule["alert"]
