@@ -1,0 +1,200 @@
+"""A real Prometheus scrapes the exporter, evaluates the alert rules and answers every panel."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from exporter.simulator import Fault, Simulator, make_account
+from tests.conftest import ROOT, TOKEN, require_tool
+from tests.process import ExporterProcess
+
+RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
+DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str) -> list[dict]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", (expr, body)
+        return body["data"]["result"]
+
+    def get(self, path: str, **params: str) -> dict:
+        body = httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def wait_for(self, predicate, what: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.5)
+        pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict[str, str]]]:
+    prometheus_binary = require_tool("prometheus")
+    rng = random.Random(2024)
+    good = make_account(rng, "Good", 120)
+    small = make_account(rng, "Small", 4)
+    failing = make_account(rng, "Failing", 9)
+    failing.fault = Fault.api_error(403, 10000, "Authentication error")
+    simulator_thread.simulator = Simulator([good, small, failing])
+
+    workdir = tmp_path_factory.mktemp("prometheus")
+    # A test copy of the rules with every `for:` shortened, so alerts go pending within seconds.
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    (workdir / "alerts.yml").write_text(yaml.safe_dump(rules))
+
+    with ExporterProcess(
+        "--cloudflare.api-url", simulator_thread.url, "--refresh.interval", "2s",
+        CLOUDFLARE_API_TOKEN=TOKEN,
+    ) as exporter:  # fmt: skip
+        exporter.wait_ready()
+        target = exporter.url.removeprefix("http://")
+        (workdir / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(workdir / "alerts.yml")],
+                    "scrape_configs": [
+                        {
+                            "job_name": "cloudflare-oauth-exporter",
+                            "static_configs": [{"targets": [target]}],
+                        }
+                    ],
+                }
+            )
+        )
+        port = free_port()
+        log = (workdir / "prometheus.log").open("w")
+        process = subprocess.Popen(
+            [
+                prometheus_binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            prometheus = Prometheus(f"http://127.0.0.1:{port}")
+            prometheus.wait_for(lambda: _ready(prometheus.url), "Prometheus to start", timeout=60)
+            # enough samples for rate() over the dashboard's interval
+            prometheus.wait_for(
+                lambda: (
+                    len(prometheus.query("cloudflare_oauth_api_requests_total[20s]")) > 0
+                    and all(
+                        len(s["values"]) >= 5
+                        for s in prometheus.query("cloudflare_oauth_account_up[20s]")
+                    )
+                ),
+                "five scrapes",
+            )
+            yield prometheus, {"good": good.id, "small": small.id, "failing": failing.id}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    board = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def substitute(expr: str) -> str:
+    return expr.replace("$account", ".*").replace("$__rate_interval", "15s")
+
+
+def test_the_scrape_target_is_up(stack):
+    prometheus, _ = stack
+    (sample,) = prometheus.query('up{job="cloudflare-oauth-exporter"}')
+    assert sample["value"][1] == "1"
+
+
+@pytest.mark.parametrize(("title", "expr"), panel_queries())
+def test_every_dashboard_panel_returns_series(stack, title, expr):
+    prometheus, _ = stack
+    result = prometheus.query(substitute(expr))
+    assert result, f"panel {title!r}: {substitute(expr)} returned nothing"
+
+
+def test_the_account_variable_lists_every_account(stack):
+    prometheus, accounts = stack
+    values = prometheus.get(
+        "/api/v1/label/account_id/values", **{"match[]": "cloudflare_oauth_account_up"}
+    )
+    assert set(values) == set(accounts.values())
+
+
+def test_numbers_arrive_exactly(stack):
+    prometheus, accounts = stack
+    totals = {
+        s["metric"]["account_id"]: s["value"][1]
+        for s in prometheus.query("cloudflare_oauth_clients")
+    }
+    assert totals == {accounts["good"]: "120", accounts["small"]: "4"}
+
+
+def test_every_rule_loads_healthy(stack):
+    prometheus, _ = stack
+    groups = prometheus.get("/api/v1/rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == len(yaml.safe_load(RULES.read_text())["groups"][0]["rules"])
+    for rule in rules:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+
+
+def test_a_failing_account_drives_its_alert(stack):
+    prometheus, accounts = stack
+
+    def refresh_alerts() -> list[dict]:
+        return [
+            alert
+            for alert in prometheus.get("/api/v1/alerts")["alerts"]
+            if alert["labels"]["alertname"] == "CloudflareOAuthAccountRefreshFailing"
+        ]
+
+    alerts = prometheus.wait_for(refresh_alerts, "CloudflareOAuthAccountRefreshFailing")
+    assert {a["labels"]["account_id"] for a in alerts} == {accounts["failing"]}
+    assert alerts[0]["state"] in {"pending", "firing"}
+    assert re.search(r"account \w+ cannot be read", alerts[0]["annotations"]["summary"])
