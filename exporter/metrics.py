@@ -178,6 +178,8 @@ class ExpositionStore:
         *,
         discovering: bool,
         refresh_interval: float,
+        shard: int = 0,
+        total_shards: int = 1,
         version: str = __version__,
         process_metrics: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
@@ -189,16 +191,22 @@ class ExpositionStore:
         self._requests: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         # Fixed for the process's life, so rendered once. The interval lets alert rules say
-        # "stale" in refresh intervals without knowing the flag's value.
-        self._static = (
-            _header("cloudflare_oauth_exporter_build_info", "Version of the exporter; always 1.")
-            + f'cloudflare_oauth_exporter_build_info{{version="{_escape_label(version)}"}} 1\n'
-            + _header(
-                "cloudflare_oauth_exporter_refresh_interval_seconds",
-                "The configured --refresh.interval: how often every account is read.",
+        # "stale" in refresh intervals; total_shards lets them count the shard_info series.
+        self._static = "".join(
+            _header(name, help_text) + f"{name}{labels} {_format_value(value)}\n"
+            for name, help_text, labels, value in (
+                ("cloudflare_oauth_exporter_build_info", "Version of the exporter; always 1.",
+                 f'{{version="{_escape_label(version)}"}}', 1),
+                ("cloudflare_oauth_exporter_refresh_interval_seconds",
+                 "The configured --refresh.interval: how often every account is read.",
+                 "", refresh_interval),
+                ("cloudflare_oauth_exporter_shard_info",
+                 "The shard this replica exports (--shard of --total-shards); always 1.",
+                 f'{{shard="{shard}",total_shards="{total_shards}"}}', 1),
+                ("cloudflare_oauth_exporter_total_shards",
+                 "The --total-shards the accounts are split across.", "", total_shards),
             )
-            + f"cloudflare_oauth_exporter_refresh_interval_seconds {_format_value(refresh_interval)}\n"
-        ).encode()
+        ).encode()  # fmt: skip
         self._monotonic = monotonic
         self._process_registry: CollectorRegistry | None = None
         if process_metrics:

@@ -19,6 +19,7 @@ from exporter.durations import format_duration
 from exporter.metrics import ExpositionStore
 from exporter.model import Account
 from exporter.ratelimit import Sleep
+from exporter.sharding import Shard
 from exporter.snapshot import AccountSnapshot
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Poller:
         interval: float,
         concurrency: int,
         rate_limit: int,
+        shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -41,7 +43,10 @@ class Poller:
         self._api = api
         self._store = store
         self._discovering = not account_ids
-        self._accounts: list[Account] = [Account(account_id) for account_id in account_ids]
+        self._shard = shard or Shard()
+        self._accounts: list[Account] = [
+            Account(account_id) for account_id in account_ids if self._shard.owns(account_id)
+        ]
         self._interval = interval
         self._concurrency = concurrency
         self._rate_limit = rate_limit
@@ -116,9 +121,13 @@ class Poller:
             )
             return False
         self._store.set_discovery_up(True)
-        if {a.id for a in accounts} != {a.id for a in self._accounts}:
-            log.info("accounts discovered", extra={"accounts": len(accounts)})
-        self._accounts = accounts
+        owned = [account for account in accounts if self._shard.owns(account.id)]
+        if {a.id for a in owned} != {a.id for a in self._accounts}:
+            fields: dict[str, object] = {"accounts": len(owned)}
+            if self._shard.total > 1:
+                fields.update(listed=len(accounts), shard=self._shard.index)
+            log.info("accounts discovered", extra=fields)
+        self._accounts = owned
         return True
 
     async def _refresh_account(self, account: Account) -> bool:

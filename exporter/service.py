@@ -14,6 +14,7 @@ from exporter.metrics import ExpositionStore
 from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import Settings
+from exporter.sharding import Shard
 from exporter.web import create_app
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ class ExporterService:
         self.store = ExpositionStore(
             discovering=settings.discovers_accounts,
             refresh_interval=settings.refresh_interval,
+            shard=settings.shard,
+            total_shards=settings.total_shards,
             process_metrics=process_metrics,
         )
         self.api = CloudflareAPI(
@@ -45,6 +48,7 @@ class ExporterService:
             interval=settings.refresh_interval,
             concurrency=settings.concurrency,
             rate_limit=settings.rate_limit,
+            shard=Shard(settings.shard, settings.total_shards),
         )
         self._task: asyncio.Task[None] | None = None
         self.app = create_app(

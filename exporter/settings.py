@@ -95,6 +95,8 @@ class Settings:
     page_size: int = DEFAULT_PAGE_SIZE
     log_level: str = "info"
     log_format: str = "logfmt"
+    shard: int = 0
+    total_shards: int = 1
     demo: bool = False
     once: bool = False
 
@@ -153,6 +155,11 @@ OPTIONS = (
            "timeout of one API request", DEFAULT_TIMEOUT),
     Option("page_size", "--cloudflare.page-size", "CLOUDFLARE_PAGE_SIZE", "N",
            "OAuth clients asked for per page", str(DEFAULT_PAGE_SIZE)),
+    Option("shard", "--shard", "EXPORTER_SHARD", "N",
+           "this replica's shard, 0 to --total-shards - 1: it exports only the accounts that hash "
+           "to it", "0"),
+    Option("total_shards", "--total-shards", "EXPORTER_TOTAL_SHARDS", "N",
+           "number of replicas the accounts are split across", "1"),
     Option("log_level", "--log.level", "EXPORTER_LOG_LEVEL", "LEVEL",
            "debug, info, warn or error", "info"),
     Option("log_format", "--log.format", "EXPORTER_LOG_FORMAT", "FORMAT", "logfmt or json",
@@ -228,6 +235,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     args = build_parser().parse_args(list(argv))
     resolve = _Resolver(args, environ)
     host, port = parse_listen_address(*resolve.text("listen_address"))
+    total_shards = _integer(*resolve.text("total_shards"), minimum=1, maximum=1000)
+    shard, shard_source = resolve.text("shard")
     return Settings(
         listen_host=host,
         listen_port=port,
@@ -242,6 +251,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         page_size=_integer(*resolve.text("page_size"), minimum=1, maximum=1000),
         log_level=_choice(*resolve.text("log_level"), LOG_LEVELS, {"warning": "warn"}),
         log_format=_choice(*resolve.text("log_format"), LOG_FORMATS),
+        shard=_integer(shard, shard_source, minimum=0, maximum=total_shards - 1),
+        total_shards=total_shards,
         demo=args.demo,
         once=args.once,
     )

@@ -205,6 +205,10 @@ def test_store_process_wide_series():
     assert "cloudflare_oauth_discovery_up" not in body  # unknown until the first discovery
     assert body["cloudflare_oauth_exporter_build_info"] == {(("version", "9.9.9"),): 1.0}
     assert body["cloudflare_oauth_exporter_refresh_interval_seconds"] == {(): 90.0}
+    assert body["cloudflare_oauth_exporter_shard_info"] == {
+        (("shard", "0"), ("total_shards", "1")): 1.0
+    }
+    assert body["cloudflare_oauth_exporter_total_shards"] == {(): 1.0}
     store.set_discovery_up(False)
     store.count_request("/accounts", "200")
     store.count_request("/accounts", "200")
