@@ -23,22 +23,29 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening socket; host "" means every interface, IPv6 and IPv4 where possible."""
+    """A listening socket; host "" means every interface, IPv6 and IPv4 where possible.
+
+    The socket is made with proto IPPROTO_TCP on purpose: asyncio turns on TCP_NODELAY only for
+    accepted sockets whose proto says TCP, and without it a response written in two pieces
+    (headers, then body) waits ~40 ms for the client's delayed ACK (Nagle's algorithm).
+    """
+    dualstack = not host and socket.has_dualstack_ipv6()
     if not host:
-        if socket.has_dualstack_ipv6():
-            sock = socket.create_server(
-                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog
-            )
-        else:
-            sock = socket.create_server(("0.0.0.0", port), backlog=backlog)
-    else:
-        family = socket.AF_INET
-        try:
-            if ipaddress.ip_address(host).version == 6:
-                family = socket.AF_INET6
-        except ValueError:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((host, port), family=family, backlog=backlog)
+        host = "::" if dualstack else "0.0.0.0"
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dualstack:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
