@@ -187,6 +187,7 @@ class ExpositionStore:
         self._discovering = discovering
         self._accounts: dict[str, RenderedAccount] = {}
         self._body: bytes | None = None
+        self._dynamic: bytes | None = None
         self._discovery_up: bool | None = None
         self._requests: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -216,6 +217,7 @@ class ExpositionStore:
             GCCollector(registry=self._process_registry)
         self._process_body = b""
         self._process_rendered_at = float("-inf")
+        self._full: bytes | None = None
 
     def put(self, snapshot: AccountSnapshot) -> None:
         rendered = render_account(snapshot)
@@ -235,19 +237,32 @@ class ExpositionStore:
     def set_discovery_up(self, up: bool) -> None:
         with self._lock:
             self._discovery_up = up
+            self._dynamic = None
 
     def count_request(self, endpoint: str, code: str) -> None:
         with self._lock:
             key = (endpoint, code)
             self._requests[key] = self._requests.get(key, 0) + 1
+            self._dynamic = None
 
     def render(self) -> bytes:
+        """The whole exposition, joined again only when a part of it changed.
+
+        Between refreshes that is at most once a second (the process metrics), so scrapes
+        write the same bytes object; during a refresh the small request counter changes often,
+        and a scrape pays one copy of the account series.
+        """
         with self._lock:
-            body = self._body
-            if body is None:
-                body = self._body = self._join_accounts()
-            dynamic = self._render_dynamic()
-        return body + dynamic + self._render_process()
+            if self._body is None:
+                self._body = self._join_accounts()
+                self._full = None
+            if self._dynamic is None:
+                self._dynamic = self._render_dynamic()
+                self._full = None
+            process = self._render_process()
+            if self._full is None:
+                self._full = b"".join((self._body, self._dynamic, process))
+            return self._full
 
     def _join_accounts(self) -> bytes:
         ordered = [self._accounts[account] for account in sorted(self._accounts)]
@@ -292,6 +307,7 @@ class ExpositionStore:
         if now - self._process_rendered_at >= 1.0:
             self._process_body = generate_latest(self._process_registry)
             self._process_rendered_at = now
+            self._full = None
         return self._process_body
 
 

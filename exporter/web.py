@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from exporter import __version__
 from exporter.metrics import CONTENT_TYPE, ExpositionStore
@@ -28,6 +29,7 @@ class Health(Protocol):
 
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+_CONTENT_TYPE = CONTENT_TYPE.encode()
 
 
 def create_app(
@@ -36,10 +38,7 @@ def create_app(
     health: Health,
     telemetry_path: str = "/metrics",
     lifespan: Lifespan | None = None,
-) -> Starlette:
-    async def metrics(_: Request) -> Response:
-        return Response(store.render(), media_type=CONTENT_TYPE)
-
+) -> ExporterApp:
     async def healthz(_: Request) -> Response:
         if health.alive:
             return PlainTextResponse("ok\n")
@@ -57,15 +56,50 @@ def create_app(
     async def index(_: Request) -> Response:
         return HTMLResponse(landing)
 
-    return Starlette(
+    router = Starlette(
         routes=[
-            Route(telemetry_path, metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/", index, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+    return ExporterApp(store, telemetry_path, router)
+
+
+class ExporterApp:
+    """The telemetry path served straight from the store; everything else through Starlette.
+
+    A scrape is the hot path: it skips routing and middleware and writes the bytes the store
+    already holds.
+    """
+
+    def __init__(self, store: ExpositionStore, telemetry_path: str, router: Starlette) -> None:
+        self._store = store
+        self._telemetry_path = telemetry_path
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self._telemetry_path:
+            await self._metrics(scope["method"], send)
+        else:
+            await self.router(scope, receive, send)
+
+    async def _metrics(self, method: str, send: Send) -> None:
+        if method not in ("GET", "HEAD"):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 405,
+                    "headers": [(b"allow", b"GET, HEAD")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = self._store.render()
+        headers = [(b"content-type", _CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
 
 def _landing_page(telemetry_path: str) -> str:

@@ -236,10 +236,17 @@ def test_process_metrics_are_included_and_cached_for_a_second():
     assert b"python_info" in store.render()
 
 
-def test_rendered_body_only_changes_when_a_snapshot_does():
-    store = ExpositionStore(discovering=False, refresh_interval=300, process_metrics=False)
+def test_scrapes_reuse_the_rendered_bytes_until_something_changes():
+    store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     store.put(GOOD)
     first = store.render()
-    assert store.render() == first
+    assert store.render() is first  # no copy, no re-render, between refreshes
+    store.count_request("/accounts", "200")
+    second = store.render()
+    assert second != first
+    assert store.render() is second
+    store.set_discovery_up(True)
+    third = store.render()
+    assert b"cloudflare_oauth_discovery_up 1\n" in third
     store.put(GOOD.failed("HTTP 500", 0.3, None))
-    assert store.render() != first
+    assert store.render() != third

@@ -42,6 +42,30 @@ def test_metrics_serve_the_store_with_the_prometheus_content_type():
     assert response.content == store.render()
 
 
+def request(app, method: str, path: str) -> httpx.Response:
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            return await client.request(method, path)
+
+    return asyncio.run(fetch())
+
+
+def test_head_gives_the_length_without_the_body():
+    app, store = make_app(FakeHealth())
+    response = request(app, "HEAD", "/metrics")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["content-length"]) == len(store.render())
+
+
+def test_other_methods_are_refused():
+    app, _ = make_app(FakeHealth())
+    response = request(app, "POST", "/metrics")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
 def test_a_custom_telemetry_path_moves_the_metrics():
     app, _ = make_app(FakeHealth(), "/probe/metrics")
     assert get(app, "/probe/metrics").status_code == 200
