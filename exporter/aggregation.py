@@ -66,8 +66,10 @@ class ClientCounter:
         self._auth_method[client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD] += 1
         self._verification[client.verification_status or NO_VERIFICATION] += 1
         self._rotated += client.has_rotated_secret
-        self._grant_type.update(client.grant_types)
-        self._response_type.update(client.response_types)
+        for grant_type in client.grant_types:  # a loop beats Counter.update for 1-2 items
+            self._grant_type[grant_type] += 1
+        for response_type in client.response_types:
+            self._response_type[response_type] += 1
 
     def result(self) -> ClientCounts:
         return ClientCounts(

@@ -107,13 +107,17 @@ class CloudflareAPI:
         self._sleep = sleep
         self._in_flight = asyncio.Semaphore(concurrency)
         self.requests_sent = 0
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={
+        self._base_url = base_url.rstrip("/")
+        # Built once: a request is then one URL parse and a send, not httpx's per-call merging
+        # of base URL, params, headers and cookies (a third of the client's CPU per page).
+        self._headers = httpx.Headers(
+            {
                 **auth_headers(auth),
                 "Accept": "application/json",
                 "User-Agent": f"cloudflare-oauth-exporter/{__version__}",
-            },
+            }
+        )
+        self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             transport=transport,
@@ -121,7 +125,7 @@ class CloudflareAPI:
         )
 
     def __repr__(self) -> str:
-        return f"CloudflareAPI(base_url={str(self._http.base_url)!r})"
+        return f"CloudflareAPI(base_url={self._base_url!r})"
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -130,7 +134,7 @@ class CloudflareAPI:
         """Every account the credentials can see (GET /accounts, all pages)."""
         accounts: list[Account] = []
         async for page in self._pages(
-            ACCOUNTS_ENDPOINT, "/accounts", ACCOUNTS_PAGE_SIZE, parse_account, _account_key
+            ACCOUNTS_ENDPOINT, "/accounts", ACCOUNTS_PAGE_SIZE, parse_account, "id"
         ):
             accounts.extend(page)
         return accounts
@@ -139,7 +143,7 @@ class CloudflareAPI:
         """The account's clients page by page, each client once, so callers can count as they go."""
         path = f"/accounts/{quote(account_id, safe='')}/oauth_clients"
         return self._pages(
-            OAUTH_CLIENTS_ENDPOINT, path, self._page_size, parse_oauth_client, _client_key
+            OAUTH_CLIENTS_ENDPOINT, path, self._page_size, parse_oauth_client, "client_id"
         )
 
     async def _pages(
@@ -148,45 +152,51 @@ class CloudflareAPI:
         path: str,
         page_size: int,
         parse: Callable[[object], T],
-        key: Callable[[T], str],
+        id_field: str,
     ) -> AsyncIterator[list[T]]:
         """Pages of items not seen before, for APIs that page and for ones that ignore `page`.
 
         Stops on: an empty page, a page with nothing new (the API ignores `page`), no
         `result_info`, `total_count` reached, or a page shorter than its reported `per_page`.
+        Only items with an id not seen before are parsed.
         """
         seen: set[str] = set()
         page = 1
         while True:
-            envelope = await self._get(endpoint, path, {"page": page, "per_page": page_size})
-            if not isinstance(envelope.result, list):
+            envelope = await self._get(endpoint, f"{path}?page={page}&per_page={page_size}")
+            result = envelope.result
+            if not isinstance(result, list):
                 raise ApiError(endpoint, "malformed response: 'result' is not a list", status=200)
-            new: list[T] = []
+            fresh = []
+            for raw in result:
+                item_id = raw.get(id_field) if type(raw) is dict else None
+                if type(item_id) is not str:
+                    fresh.append(raw)  # not an item the parser accepts: it will say why
+                elif item_id not in seen:
+                    seen.add(item_id)
+                    fresh.append(raw)
             try:
-                for raw in envelope.result:
-                    item = parse(raw)
-                    item_key = key(item)
-                    if item_key not in seen:
-                        seen.add(item_key)
-                        new.append(item)
+                items = [parse(raw) for raw in fresh]
             except MalformedResponse as error:
-                raise ApiError(endpoint, f"malformed response: {self._clean(str(error))}") from None
-            if new:
-                yield new
+                reason = f"malformed response: {self._clean(str(error))}"
+                raise ApiError(endpoint, reason, status=200) from None
+            if items:
+                yield items
             info = envelope.result_info
             if (
-                not envelope.result
-                or not new
+                not result
+                or not fresh
                 or info is None
                 or (info.total_count is not None and len(seen) >= info.total_count)
-                or (info.per_page and len(envelope.result) < info.per_page)
+                or (info.per_page and len(result) < info.per_page)
             ):
                 return
             if page >= MAX_PAGES:
                 raise ApiError(endpoint, f"paging did not end after {MAX_PAGES} pages")
             page += 1
 
-    async def _get(self, endpoint: str, path: str, params: dict[str, int]) -> Envelope:
+    async def _get(self, endpoint: str, path_and_query: str) -> Envelope:
+        url = self._base_url + path_and_query
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -195,7 +205,8 @@ class CloudflareAPI:
                 self.requests_sent += 1
                 try:
                     async with asyncio.timeout(self._timeout):
-                        response = await self._http.get(path, params=params)
+                        request = httpx.Request("GET", url, headers=self._headers)
+                        response = await self._http.send(request)
                 except (TimeoutError, httpx.TimeoutException):
                     code, failure = "timeout", f"no answer within {self._timeout:g}s"
                 except httpx.TransportError as error:
@@ -318,11 +329,3 @@ def _secret_values(auth: Auth) -> list[str]:
 def _content_type(response: httpx.Response) -> str:
     content_type: str = response.headers.get("Content-Type", "no content type")
     return content_type.split(";", maxsplit=1)[0].strip()
-
-
-def _account_key(account: Account) -> str:
-    return account.id
-
-
-def _client_key(client: OAuthClient) -> str:
-    return client.client_id

@@ -13,6 +13,7 @@ from exporter.model import (
     parse_account,
     parse_envelope,
     parse_oauth_client,
+    unix_seconds,
 )
 
 SEED = Path(__file__).resolve().parent / "data" / "list-oauth-clients.example.json"
@@ -37,12 +38,12 @@ def test_the_reference_example_parses_into_typed_values():
         redirect_uris=("https://example.com/callback",),
         post_logout_redirect_uris=("https://example.com/logout",),
         allowed_cors_origins=("https://example.com",),
-        scopes=("account.read",),
-        client_uri="https://example.com",
-        created_at=1735689600.0,
-        updated_at=1735689600.0,
-        promoted_at=1778673600.0,
+        created_at="2025-01-01T00:00:00Z",
+        updated_at="2025-01-01T00:00:00Z",
+        promoted_at="2026-05-13T12:00:00Z",
     )
+    assert unix_seconds(client.created_at) == 1735689600.0
+    assert unix_seconds(client.promoted_at) == 1778673600.0
 
 
 def test_only_client_id_and_visibility_are_required():
@@ -129,7 +130,7 @@ def test_broken_contract_is_malformed(item, reason):
 )
 def test_timestamps_are_unix_seconds_or_absent(value, expected):
     client = parse_oauth_client({"client_id": "c", "visibility": "public", "created_at": value})
-    assert client.created_at == expected
+    assert unix_seconds(client.created_at) == expected
 
 
 @pytest.mark.parametrize(
