@@ -1,0 +1,323 @@
+{{/*
+Names and labels, in the shape every prometheus-community chart uses.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "cloudflare-oauth-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of every resource. Kubernetes names (and label values) stop at 63 characters; a
+release name that already contains the chart name is not repeated.
+*/}}
+{{- define "cloudflare-oauth-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "cloudflare-oauth-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "cloudflare-oauth-exporter.labels" -}}
+helm.sh/chart: {{ include "cloudflare-oauth-exporter.chart" . }}
+{{ include "cloudflare-oauth-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "cloudflare-oauth-exporter.name" . }}
+{{- end }}
+
+{{/*
+Selector labels. Selectors are immutable, so nothing here may change between upgrades: no chart
+version, no app version.
+*/}}
+{{- define "cloudflare-oauth-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cloudflare-oauth-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount the pod runs as. */}}
+{{- define "cloudflare-oauth-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cloudflare-oauth-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: registry (if any), repository, then a digest that pins it, else the tag,
+else the chart's appVersion.
+*/}}
+{{- define "cloudflare-oauth-exporter.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Credentials.
+
+The exporter takes an API token, or the legacy account email + Global API key. Either secret
+comes from a Secret the chart renders (cloudflare.apiToken / cloudflare.apiKey) or from one the
+user manages (cloudflare.existingSecret). The secret reaches the container only as a file from a
+Secret volume, pointed to by CLOUDFLARE_API_TOKEN_FILE / CLOUDFLARE_API_KEY_FILE, so its value
+never appears in the pod spec.
+
+"cloudflare-oauth-exporter.authScheme" validates the combination and prints "token" or
+"globalKey"; every template that depends on the credentials calls it, so a bad combination fails
+the render with a message naming the values to set.
+*/}}
+{{- define "cloudflare-oauth-exporter.authScheme" -}}
+{{- $cf := .Values.cloudflare }}
+{{- if and .Values.sharding.enabled .Values.sharding.existingSecrets }}
+{{- if ne (len .Values.sharding.existingSecrets) (int .Values.replicas) }}
+{{- fail (printf "cloudflare-oauth-exporter: sharding.existingSecrets lists %d Secrets but replicas is %d; give exactly one Secret per shard, or none to share cloudflare.* credentials" (len .Values.sharding.existingSecrets) (int .Values.replicas)) }}
+{{- end }}
+{{- if or $cf.apiToken $cf.apiEmail $cf.apiKey $cf.existingSecret.name }}
+{{- fail "cloudflare-oauth-exporter: sharding.existingSecrets gives each shard its own token; leave cloudflare.apiToken, cloudflare.apiEmail, cloudflare.apiKey and cloudflare.existingSecret.name empty" }}
+{{- end }}
+{{- print "shardTokens" }}
+{{- else }}
+{{- $existing := $cf.existingSecret.name }}
+{{- $hasKeyPart := or $cf.apiEmail $cf.apiKey }}
+{{- if and $cf.apiToken $hasKeyPart }}
+{{- fail "cloudflare-oauth-exporter: both an API token (cloudflare.apiToken) and a Global API key (cloudflare.apiEmail/cloudflare.apiKey) are set; keep only the token (recommended) or only the email and key" }}
+{{- end }}
+{{- if and $cf.apiToken $existing }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.apiToken and cloudflare.existingSecret.name are both set; give the token inline or point to an existing Secret, not both" }}
+{{- end }}
+{{- if and $cf.apiKey $existing }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.apiKey and cloudflare.existingSecret.name are both set; give the Global API key inline or point to an existing Secret, not both" }}
+{{- end }}
+{{- if $hasKeyPart }}
+{{- if not $cf.apiEmail }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.apiKey is set but cloudflare.apiEmail is not; the Global API key needs the account email too (or use cloudflare.apiToken instead)" }}
+{{- end }}
+{{- if not (or $cf.apiKey $existing) }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.apiEmail is set but no Global API key is; set cloudflare.apiKey, or cloudflare.existingSecret.name (with cloudflare.existingSecret.apiKeyKey), or use an API token instead" }}
+{{- end }}
+{{- if and $existing (not $cf.existingSecret.apiKeyKey) }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.existingSecret.apiKeyKey is empty; name the key of the Secret that holds the Global API key" }}
+{{- end }}
+{{- print "globalKey" }}
+{{- else if or $cf.apiToken $existing }}
+{{- if and $existing (not $cf.existingSecret.key) }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.existingSecret.key is empty; name the key of the Secret that holds the API token" }}
+{{- end }}
+{{- print "token" }}
+{{- else }}
+{{- fail "cloudflare-oauth-exporter: no Cloudflare credentials. Set cloudflare.apiToken to an API token with the \"OAuth Client Read\" permission, or cloudflare.existingSecret.name (and cloudflare.existingSecret.key) to a Secret that holds one. Legacy Global API key: cloudflare.apiEmail with cloudflare.apiKey or cloudflare.existingSecret.name." }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Non-empty when the chart renders the credential Secret itself (inline credentials). */}}
+{{- define "cloudflare-oauth-exporter.rendersSecret" -}}
+{{- if not (or .Values.cloudflare.existingSecret.name (and .Values.sharding.enabled .Values.sharding.existingSecrets)) }}true{{ end }}
+{{- end }}
+
+{{/* Name of the Secret holding the credential: the user's, else the one this chart renders. */}}
+{{- define "cloudflare-oauth-exporter.secretName" -}}
+{{- default (include "cloudflare-oauth-exporter.fullname" .) .Values.cloudflare.existingSecret.name }}
+{{- end }}
+
+{{/*
+Key of that Secret holding the credential in use. The chart's own Secret uses the same default
+key names as existingSecret, so both paths mount alike.
+*/}}
+{{- define "cloudflare-oauth-exporter.secretKey" -}}
+{{- $scheme := include "cloudflare-oauth-exporter.authScheme" . }}
+{{- $existing := .Values.cloudflare.existingSecret }}
+{{- if eq $scheme "token" }}
+{{- ternary $existing.key "api-token" (not (empty $existing.name)) }}
+{{- else }}
+{{- ternary $existing.apiKeyKey "api-key" (not (empty $existing.name)) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Secret volume is mounted; the credential file is the one file inside. */}}
+{{- define "cloudflare-oauth-exporter.secretMountPath" -}}
+/etc/cloudflare-oauth-exporter/secrets
+{{- end }}
+
+{{/*
+The exporter's flags, as a YAML list: toYaml quotes what needs quoting, so an extra argument
+holding ": " or "#" cannot break the manifest.
+*/}}
+{{- define "cloudflare-oauth-exporter.args" -}}
+{{- $cf := .Values.cloudflare }}
+{{- $args := list }}
+{{- range $cf.accountIds }}
+{{- $args = append $args (printf "--cloudflare.account-id=%s" .) }}
+{{- end }}
+{{- with $cf.apiUrl }}
+{{- $args = append $args (printf "--cloudflare.api-url=%s" .) }}
+{{- end }}
+{{- $args = append $args (printf "--refresh.interval=%s" .Values.refreshInterval) }}
+{{- $args = append $args (printf "--cloudflare.concurrency=%d" (int $cf.concurrency)) }}
+{{- $args = append $args (printf "--cloudflare.rate-limit=%d" (int $cf.rateLimit)) }}
+{{- $args = append $args (printf "--cloudflare.timeout=%s" $cf.timeout) }}
+{{- $args = append $args (printf "--cloudflare.page-size=%d" (int $cf.pageSize)) }}
+{{- if .Values.sharding.enabled }}
+{{- /* The shard itself comes from EXPORTER_SHARD, which differs per pod. */}}
+{{- $args = append $args (printf "--total-shards=%d" (int .Values.replicas)) }}
+{{- end }}
+{{- $args = append $args (printf "--log.level=%s" .Values.logLevel) }}
+{{- $args = append $args (printf "--log.format=%s" .Values.logFormat) }}
+{{- concat $args .Values.extraArgs | toYaml }}
+{{- end }}
+
+{{/*
+The pod template (metadata + spec). Kept apart from the Deployment so that a StatefulSet (for
+sharding accounts across replicas) can reuse it unchanged.
+*/}}
+{{- define "cloudflare-oauth-exporter.podTemplate" -}}
+{{- $scheme := include "cloudflare-oauth-exporter.authScheme" . }}
+{{- $secretFile := ternary "api-token" "api-key" (eq $scheme "token") -}}
+metadata:
+  labels:
+    {{- include "cloudflare-oauth-exporter.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- $ownSecret := include "cloudflare-oauth-exporter.rendersSecret" . }}
+  {{- if or .Values.podAnnotations $ownSecret }}
+  annotations:
+    {{- if $ownSecret }}
+    # Roll the pod when the chart's Secret changes: the exporter reads the file only at start.
+    checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+spec:
+  serviceAccountName: {{ include "cloudflare-oauth-exporter.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  {{- with .Values.image.pullSecrets }}
+  imagePullSecrets:
+    {{- range . }}
+    - name: {{ . }}
+    {{- end }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: exporter
+      image: {{ include "cloudflare-oauth-exporter.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        {{- include "cloudflare-oauth-exporter.args" . | nindent 8 }}
+      env:
+        {{- if .Values.sharding.enabled }}
+        # The StatefulSet's pod index is this pod's shard.
+        - name: EXPORTER_SHARD
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+        {{- end }}
+        {{- if eq $scheme "shardTokens" }}
+        # Every shard's token is mounted under its own directory; this pod reads its own.
+        - name: CLOUDFLARE_API_TOKEN_FILE
+          value: {{ printf "%s/shard-$(EXPORTER_SHARD)/api-token" (include "cloudflare-oauth-exporter.secretMountPath" .) }}
+        {{- else if eq $scheme "token" }}
+        - name: CLOUDFLARE_API_TOKEN_FILE
+          value: {{ printf "%s/%s" (include "cloudflare-oauth-exporter.secretMountPath" .) $secretFile }}
+        {{- else }}
+        - name: CLOUDFLARE_API_EMAIL
+          value: {{ .Values.cloudflare.apiEmail | quote }}
+        - name: CLOUDFLARE_API_KEY_FILE
+          value: {{ printf "%s/%s" (include "cloudflare-oauth-exporter.secretMountPath" .) $secretFile }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: http
+          containerPort: 9878
+          protocol: TCP
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        {{- toYaml .Values.livenessProbe | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+        {{- toYaml .Values.readinessProbe | nindent 8 }}
+      {{- with .Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: credentials
+          mountPath: {{ include "cloudflare-oauth-exporter.secretMountPath" . }}
+          readOnly: true
+        # The only writable path: the root filesystem is read-only.
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: credentials
+      {{- if eq $scheme "shardTokens" }}
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- range $index, $secret := .Values.sharding.existingSecrets }}
+          - secret:
+              name: {{ $secret.name }}
+              items:
+                - key: {{ default "api-token" $secret.key }}
+                  path: {{ printf "shard-%d/api-token" $index }}
+          {{- end }}
+      {{- else }}
+      secret:
+        secretName: {{ include "cloudflare-oauth-exporter.secretName" . }}
+        # Project only the key in use: an existing Secret may hold other credentials.
+        items:
+          - key: {{ include "cloudflare-oauth-exporter.secretKey" . }}
+            path: {{ $secretFile }}
+        defaultMode: 0440
+      {{- end }}
+    - name: tmp
+      emptyDir: {}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
