@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from exporter.findings import FINDINGS, client_findings
 from exporter.model import (
     AUTH_METHODS,
     GRANT_TYPES,
@@ -36,6 +38,52 @@ class ClientCounts:
     rotated_secret_pending: int
     by_grant_type: Breakdown
     by_response_type: Breakdown
+    by_finding: Breakdown
+
+
+class ClientRecord(NamedTuple):
+    """What per-client metrics need of one client; kept only with --metrics.per-client."""
+
+    client_id: str
+    client_name: str
+    visibility: str
+    auth_method: str
+    verification_status: str
+    rotated_secret_pending: bool
+    created_at: str | None
+    updated_at: str | None
+    promoted_at: str | None
+    findings: frozenset[str]
+
+
+MAX_NAME_LENGTH = 128  # longer client names are cut: a label value is not a place for essays
+
+
+def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord:
+    return ClientRecord(
+        client_id=client.client_id,
+        client_name=(client.client_name or "")[:MAX_NAME_LENGTH],
+        visibility=client.visibility,
+        auth_method=client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD,
+        verification_status=client.verification_status or NO_VERIFICATION,
+        rotated_secret_pending=client.has_rotated_secret,
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+        promoted_at=client.promoted_at,
+        findings=findings,
+    )
+
+
+def select_clients(
+    records: Iterable[ClientRecord], limit: int
+) -> tuple[tuple[ClientRecord, ...], tuple[ClientRecord, ...]]:
+    """(kept, dropped): at most `limit` clients, those holding findings first, then by id.
+
+    The order is stable across refreshes, so the same clients keep their series; and when the
+    cap bites, the clients a security team needs to see are the ones that stay.
+    """
+    ordered = sorted(records, key=lambda record: (not record.findings, record.client_id))
+    return tuple(ordered[:limit]), tuple(ordered[limit:])
 
 
 class ClientCounter:
@@ -43,6 +91,7 @@ class ClientCounter:
 
     __slots__ = (
         "_auth_method",
+        "_finding",
         "_grant_type",
         "_response_type",
         "_rotated",
@@ -59,8 +108,10 @@ class ClientCounter:
         self._verification: Counter[str] = Counter()
         self._grant_type: Counter[str] = Counter()
         self._response_type: Counter[str] = Counter()
+        self._finding: Counter[str] = Counter()
 
-    def add(self, client: OAuthClient) -> None:
+    def add(self, client: OAuthClient, findings: frozenset[str]) -> None:
+        """Count `client`, whose findings (`client_findings(client)`) the caller worked out."""
         self._total += 1
         self._visibility[client.visibility] += 1
         self._auth_method[client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD] += 1
@@ -70,6 +121,8 @@ class ClientCounter:
             self._grant_type[grant_type] += 1
         for response_type in client.response_types:
             self._response_type[response_type] += 1
+        for finding in findings:
+            self._finding[finding] += 1
 
     def result(self) -> ClientCounts:
         return ClientCounts(
@@ -82,13 +135,14 @@ class ClientCounter:
             rotated_secret_pending=self._rotated,
             by_grant_type=_breakdown(GRANT_TYPES, self._grant_type),
             by_response_type=_breakdown(RESPONSE_TYPES, self._response_type),
+            by_finding=_breakdown(FINDINGS, self._finding),
         )
 
 
 def count_clients(clients: Iterable[OAuthClient]) -> ClientCounts:
     counter = ClientCounter()
     for client in clients:
-        counter.add(client)
+        counter.add(client, client_findings(client))
     return counter.result()
 
 

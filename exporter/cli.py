@@ -76,15 +76,17 @@ async def refresh_once(settings: Settings) -> int:
 async def serve(settings: Settings, listener: socket.socket) -> None:
     async with demo_api(settings) as effective:
         service = ExporterService(effective)
-        server = EmbeddedServer(
-            uvicorn.Config(
-                service.app,
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=10,
-            )
+        config = uvicorn.Config(
+            service.app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
         )
+        config.load()
+        # The context was built (and its files checked) with the settings; uvicorn serves it.
+        config.ssl = effective.web_config.ssl_context
+        server = EmbeddedServer(config)
         loop = asyncio.get_running_loop()
 
         def shut_down(signum: int) -> None:
@@ -99,6 +101,8 @@ async def serve(settings: Settings, listener: socket.socket) -> None:
             "listening",
             extra={
                 "address": f"{shown}:{port}",
+                "tls": effective.web_config.ssl_context is not None,
+                "basic_auth": bool(effective.web_config.users),
                 "telemetry_path": effective.telemetry_path,
                 "version": __version__,
                 "accounts": ",".join(settings.account_ids) or "discover",

@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.aggregation import Breakdown, ClientCounts
+from exporter.aggregation import Breakdown, ClientCounts, ClientRecord
+from exporter.model import unix_seconds
 from exporter.snapshot import AccountSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,6 +39,7 @@ class Family:
     help: str
     type: str
     samples: Callable[[AccountSnapshot], Iterable[Sample]]
+    per_client: bool = False  # exported only with --metrics.per-client
 
     def header(self) -> bytes:
         return _header(self.name, self.help, self.type).encode()
@@ -48,6 +52,18 @@ def _counted(
 
     def samples(snapshot: AccountSnapshot) -> Iterable[Sample]:
         return extract(snapshot.counts) if snapshot.counts is not None else ()
+
+    return samples
+
+
+def _client_times(
+    when: Callable[[ClientRecord], str | None],
+) -> Callable[[AccountSnapshot], Iterable[Sample]]:
+    def samples(snapshot: AccountSnapshot) -> Iterable[Sample]:
+        for client in snapshot.clients:
+            seconds = unix_seconds(when(client))
+            if seconds is not None:
+                yield (("client_id", client.client_id),), seconds
 
     return samples
 
@@ -106,6 +122,13 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         _by("response_type", lambda c: c.by_response_type),
     ),
     Family(
+        "cloudflare_oauth_clients_with_finding",
+        "OAuth clients holding each security finding (see the README for the rules), "
+        f"{_FROM_REFRESH}.",
+        "gauge",
+        _by("finding", lambda c: c.by_finding),
+    ),
+    Family(
         "cloudflare_oauth_account_up",
         "1 if the last background refresh of the account succeeded, 0 if it failed.",
         "gauge",
@@ -129,19 +152,102 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
         "gauge",
         lambda s: [((("account_name", s.account_name),), 1)] if s.account_name is not None else (),
     ),
+    # --- per client (opt-in), capped per account by --metrics.per-client-limit ---
+    Family(
+        "cloudflare_oauth_client_info",
+        f"One OAuth client, {_FROM_REFRESH}; always 1. Names are cut at 128 characters.",
+        "gauge",
+        lambda s: [
+            (
+                (
+                    ("client_id", c.client_id),
+                    ("client_name", c.client_name),
+                    ("visibility", c.visibility),
+                    ("auth_method", c.auth_method),
+                    ("verification_status", c.verification_status),
+                ),
+                1,
+            )
+            for c in s.clients
+        ],
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_client_created_timestamp_seconds",
+        "Unix time the OAuth client was created (when the API gives it).",
+        "gauge",
+        _client_times(lambda c: c.created_at),
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_client_updated_timestamp_seconds",
+        "Unix time the OAuth client was last updated (when the API gives it).",
+        "gauge",
+        _client_times(lambda c: c.updated_at),
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_client_promoted_timestamp_seconds",
+        "Unix time the OAuth client became public (when the API gives it).",
+        "gauge",
+        _client_times(lambda c: c.promoted_at),
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_client_rotated_secret_pending",
+        "1 if the OAuth client has a rotated secret that has not been deleted yet, else 0.",
+        "gauge",
+        lambda s: [
+            ((("client_id", c.client_id),), int(c.rotated_secret_pending)) for c in s.clients
+        ],
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_client_finding",
+        "A security finding the OAuth client holds; always 1.",
+        "gauge",
+        lambda s: [
+            ((("client_id", c.client_id), ("finding", finding)), 1)
+            for c in s.clients
+            for finding in sorted(c.findings)
+        ],
+        per_client=True,
+    ),
+    Family(
+        "cloudflare_oauth_per_client_series_dropped",
+        "Per-client series not exported for the account because of --metrics.per-client-limit.",
+        "gauge",
+        lambda s: [((), s.dropped_client_series)] if s.counts is not None else (),
+        per_client=True,
+    ),
 )
+
+_TIMESTAMPS: tuple[Callable[[ClientRecord], str | None], ...] = (
+    lambda c: c.created_at,
+    lambda c: c.updated_at,
+    lambda c: c.promoted_at,
+)
+
+
+def per_client_series(record: ClientRecord) -> int:
+    """How many series one client adds with --metrics.per-client."""
+    times = sum(unix_seconds(when(record)) is not None for when in _TIMESTAMPS)
+    return 2 + times + len(record.findings)  # info and rotated_secret_pending, always
+
 
 RenderedAccount = tuple[bytes, ...]  # one chunk of sample lines per ACCOUNT_FAMILIES entry
 
 
-def render_account(snapshot: AccountSnapshot) -> RenderedAccount:
+def render_account(
+    snapshot: AccountSnapshot, families: tuple[Family, ...] = ACCOUNT_FAMILIES
+) -> RenderedAccount:
     prefix = f'{{account_id="{_escape_label(snapshot.account_id)}"'
     return tuple(
         "".join(
             _sample_line(family.name, prefix, labels, value)
             for labels, value in family.samples(snapshot)
         ).encode("utf-8", "replace")
-        for family in ACCOUNT_FAMILIES
+        for family in families
     )
 
 
@@ -180,10 +286,20 @@ class ExpositionStore:
         refresh_interval: float,
         shard: int = 0,
         total_shards: int = 1,
+        per_client: bool = False,
+        keep: Callable[[str], bool] = lambda name: True,
         version: str = __version__,
         process_metrics: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`keep` decides, by family name, what is exported (--metrics.allowlist/denylist)."""
+        self._keep = keep
+        self._families = tuple(
+            family
+            for family in ACCOUNT_FAMILIES
+            if (per_client or not family.per_client) and keep(family.name)
+        )
+        self._headers = tuple(family.header() for family in self._families)
         self._discovering = discovering
         self._accounts: dict[str, RenderedAccount] = {}
         self._body: bytes | None = None
@@ -207,20 +323,25 @@ class ExpositionStore:
                 ("cloudflare_oauth_exporter_total_shards",
                  "The --total-shards the accounts are split across.", "", total_shards),
             )
+            if keep(name)
         ).encode()  # fmt: skip
         self._monotonic = monotonic
         self._process_registry: CollectorRegistry | None = None
         if process_metrics:
             self._process_registry = CollectorRegistry(auto_describe=False)
-            ProcessCollector(registry=self._process_registry)
-            PlatformCollector(registry=self._process_registry)
-            GCCollector(registry=self._process_registry)
+            unfiltered = CollectorRegistry(auto_describe=False)  # only a place to create them
+            for collector in (
+                ProcessCollector(registry=unfiltered),
+                PlatformCollector(registry=unfiltered),
+                GCCollector(registry=unfiltered),
+            ):
+                self._process_registry.register(_Kept(collector, keep))
         self._process_body = b""
         self._process_rendered_at = float("-inf")
         self._full: bytes | None = None
 
     def put(self, snapshot: AccountSnapshot) -> None:
-        rendered = render_account(snapshot)
+        rendered = render_account(snapshot, self._families)
         with self._lock:
             self._accounts[snapshot.account_id] = rendered
             self._body = None
@@ -267,14 +388,14 @@ class ExpositionStore:
     def _join_accounts(self) -> bytes:
         ordered = [self._accounts[account] for account in sorted(self._accounts)]
         parts: list[bytes] = []
-        for index, header in enumerate(_ACCOUNT_HEADERS):
+        for index, header in enumerate(self._headers):
             parts.append(header)
             parts.extend(chunks[index] for chunks in ordered)
         return b"".join(parts)
 
     def _render_dynamic(self) -> bytes:
         lines: list[str] = []
-        if self._discovering:
+        if self._discovering and self._keep("cloudflare_oauth_discovery_up"):
             lines.append(
                 _header(
                     "cloudflare_oauth_discovery_up",
@@ -283,19 +404,20 @@ class ExpositionStore:
             )
             if self._discovery_up is not None:
                 lines.append(f"cloudflare_oauth_discovery_up {int(self._discovery_up)}\n")
-        lines.append(
-            _header(
-                "cloudflare_oauth_api_requests_total",
-                "Cloudflare API requests sent by the background refresh, by endpoint and HTTP "
-                "status code (or timeout / connection_error).",
-                "counter",
-            )
-        )
-        for (endpoint, code), count in sorted(self._requests.items()):
+        if self._keep("cloudflare_oauth_api_requests_total"):
             lines.append(
-                f'cloudflare_oauth_api_requests_total{{endpoint="{_escape_label(endpoint)}",'
-                f'code="{_escape_label(code)}"}} {count}\n'
+                _header(
+                    "cloudflare_oauth_api_requests_total",
+                    "Cloudflare API requests sent by the background refresh, by endpoint and HTTP "
+                    "status code (or timeout / connection_error).",
+                    "counter",
+                )
             )
+            for (endpoint, code), count in sorted(self._requests.items()):
+                lines.append(
+                    f'cloudflare_oauth_api_requests_total{{endpoint="{_escape_label(endpoint)}",'
+                    f'code="{_escape_label(code)}"}} {count}\n'
+                )
         return "".join(lines).encode() + self._static
 
     def _render_process(self) -> bytes:
@@ -311,8 +433,19 @@ class ExpositionStore:
         return self._process_body
 
 
+class _Kept:
+    """A prometheus_client collector with the families `keep` refuses left out."""
+
+    def __init__(self, collector: Collector, keep: Callable[[str], bool]) -> None:
+        self._collector = collector
+        self._keep = keep
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._collector.collect():
+            exposed = f"{family.name}_total" if family.type == "counter" else family.name
+            if self._keep(exposed):
+                yield family
+
+
 def _header(name: str, help_text: str, kind: str = "gauge") -> str:
     return f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} {kind}\n"
-
-
-_ACCOUNT_HEADERS = tuple(family.header() for family in ACCOUNT_FAMILIES)

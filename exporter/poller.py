@@ -13,10 +13,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from exporter.aggregation import ClientCounter
+from exporter.aggregation import ClientCounter, ClientRecord, client_record, select_clients
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
-from exporter.metrics import ExpositionStore
+from exporter.findings import client_findings
+from exporter.metrics import ExpositionStore, per_client_series
 from exporter.model import Account
 from exporter.ratelimit import Sleep
 from exporter.sharding import Shard
@@ -36,6 +37,7 @@ class Poller:
         concurrency: int,
         rate_limit: int,
         shard: Shard | None = None,
+        per_client_limit: int | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -53,6 +55,7 @@ class Poller:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        self._per_client_limit = per_client_limit
         self._snapshots: dict[str, AccountSnapshot] = {}
         self.ready = False
         self.cycles = 0
@@ -133,11 +136,15 @@ class Poller:
     async def _refresh_account(self, account: Account) -> bool:
         started = self._monotonic()
         counter = ClientCounter()
+        records: list[ClientRecord] | None = [] if self._per_client_limit is not None else None
         error: str | None = None
         try:
             async for page in self._api.oauth_client_pages(account.id):
                 for client in page:
-                    counter.add(client)
+                    findings = client_findings(client)
+                    counter.add(client, findings)
+                    if records is not None:
+                        records.append(client_record(client, findings))
         except ApiError as api_error:
             error = str(api_error)
             log.warning(
@@ -152,6 +159,7 @@ class Poller:
 
         previous = self._snapshots.get(account.id)
         if error is None:
+            kept, dropped = select_clients(records or (), self._per_client_limit or 0)
             snapshot = AccountSnapshot(
                 account_id=account.id,
                 account_name=account.name,
@@ -159,7 +167,15 @@ class Poller:
                 counts=counter.result(),
                 last_success=self._clock(),
                 refresh_duration=duration,
+                clients=kept,
+                dropped_client_series=sum(map(per_client_series, dropped)),
             )
+            if dropped:
+                log.warning(
+                    "per-client series capped by --metrics.per-client-limit",
+                    extra={"account_id": account.id, "clients": len(records or ()),
+                           "kept": len(kept), "dropped_series": snapshot.dropped_client_series},
+                )  # fmt: skip
         elif previous is not None:
             snapshot = previous.failed(error, duration, account.name)
         else:

@@ -30,6 +30,8 @@ class ExporterService:
             refresh_interval=settings.refresh_interval,
             shard=settings.shard,
             total_shards=settings.total_shards,
+            per_client=settings.per_client,
+            keep=settings.keeps,
             process_metrics=process_metrics,
         )
         self.api = CloudflareAPI(
@@ -49,12 +51,16 @@ class ExporterService:
             concurrency=settings.concurrency,
             rate_limit=settings.rate_limit,
             shard=Shard(settings.shard, settings.total_shards),
+            per_client_limit=settings.per_client_limit if settings.per_client else None,
         )
         self._task: asyncio.Task[None] | None = None
         self.app = create_app(
             store=self.store,
             health=self,
             telemetry_path=settings.telemetry_path,
+            snapshots=self.poller.snapshots.values,
+            per_client=settings.per_client,
+            basic_auth=settings.web_config.basic_auth,
             lifespan=self.lifespan,
         )
 

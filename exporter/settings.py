@@ -10,12 +10,16 @@ import argparse
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.durations import DurationError, format_duration, parse_duration
+from exporter.errors import ConfigError
+from exporter.webconfig import WebConfig, load_web_config
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 DEFAULT_PORT = 9878
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -30,10 +34,6 @@ LOG_FORMATS = ("logfmt", "json")
 RESERVED_PATHS = ("/", "/healthz", "/readyz")
 
 _ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class ConfigError(Exception):
-    """Configuration that cannot work; the message names the flag and the fix."""
 
 
 class Secret:
@@ -97,8 +97,19 @@ class Settings:
     log_format: str = "logfmt"
     shard: int = 0
     total_shards: int = 1
+    per_client: bool = False
+    per_client_limit: int = 5000
+    allowlist: tuple[str, ...] = ()
+    denylist: tuple[str, ...] = ()
+    web_config: WebConfig = field(default_factory=WebConfig)
     demo: bool = False
     once: bool = False
+
+    def keeps(self, family: str) -> bool:
+        """Whether --metrics.allowlist/--metrics.denylist let a metric family through."""
+        if self.allowlist:
+            return any(re.fullmatch(pattern, family) for pattern in self.allowlist)
+        return not any(re.fullmatch(pattern, family) for pattern in self.denylist)
 
     @property
     def discovers_accounts(self) -> bool:
@@ -160,12 +171,25 @@ OPTIONS = (
            "to it", "0"),
     Option("total_shards", "--total-shards", "EXPORTER_TOTAL_SHARDS", "N",
            "number of replicas the accounts are split across", "1"),
+    Option("per_client", "--metrics.per-client", "EXPORTER_METRICS_PER_CLIENT", "",
+           "also export one series set per OAuth client (client_info, timestamps, findings)",
+           "false"),
+    Option("per_client_limit", "--metrics.per-client-limit", "EXPORTER_METRICS_PER_CLIENT_LIMIT",
+           "N", "max clients per account with per-client series; clients with findings first",
+           "5000"),
+    Option("allowlist", "--metrics.allowlist", "EXPORTER_METRICS_ALLOWLIST", "REGEX",
+           "export only metric families matching one of these comma-separated regexes"),
+    Option("denylist", "--metrics.denylist", "EXPORTER_METRICS_DENYLIST", "REGEX",
+           "leave out metric families matching one of these comma-separated regexes"),
+    Option("web_config_file", "--web.config.file", "EXPORTER_WEB_CONFIG_FILE", "FILE",
+           "TLS and basic auth (exporter-toolkit format); /healthz and /readyz stay open"),
     Option("log_level", "--log.level", "EXPORTER_LOG_LEVEL", "LEVEL",
            "debug, info, warn or error", "info"),
     Option("log_format", "--log.format", "EXPORTER_LOG_FORMAT", "FORMAT", "logfmt or json",
            "logfmt"),
 )  # fmt: skip
 _BY_DEST = {option.dest: option for option in OPTIONS}
+_LISTS = frozenset({"account_ids", "allowlist", "denylist"})  # repeatable, comma-separated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,14 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     for option in OPTIONS:
-        if option.flag is not None:
+        if option.flag is None:
+            continue
+        if option.dest == "per_client":
             parser.add_argument(
-                option.flag,
-                dest=option.dest,
-                metavar=option.metavar,
+                option.flag, dest=option.dest, action="store_const", const="true",
                 help=option.describe(),
-                action="append" if option.dest == "account_ids" else "store",
-            )
+            )  # fmt: skip
+            continue
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            metavar=option.metavar,
+            help=option.describe(),
+            action="append" if option.dest in _LISTS else "store",
+        )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -237,6 +268,13 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     host, port = parse_listen_address(*resolve.text("listen_address"))
     total_shards = _integer(*resolve.text("total_shards"), minimum=1, maximum=1000)
     shard, shard_source = resolve.text("shard")
+    allowlist = _patterns(*resolve.get("allowlist"))
+    denylist = _patterns(*resolve.get("denylist"))
+    if allowlist and denylist:
+        raise ConfigError(
+            "--metrics.allowlist and --metrics.denylist are both set: use one of them"
+        )
+    web_config, _ = resolve.get("web_config_file")
     return Settings(
         listen_host=host,
         listen_port=port,
@@ -253,6 +291,11 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         log_format=_choice(*resolve.text("log_format"), LOG_FORMATS),
         shard=_integer(shard, shard_source, minimum=0, maximum=total_shards - 1),
         total_shards=total_shards,
+        per_client=_boolean(*resolve.text("per_client")),
+        per_client_limit=_integer(*resolve.text("per_client_limit"), minimum=1, maximum=1_000_000),
+        allowlist=allowlist,
+        denylist=denylist,
+        web_config=load_web_config(web_config) if web_config else WebConfig(),
         demo=args.demo,
         once=args.once,
     )
@@ -313,6 +356,27 @@ def _account_ids(raw: str | None, source: str) -> tuple[str, ...]:
             )
         ids[candidate] = None
     return tuple(ids)
+
+
+def _patterns(raw: str | None, source: str) -> tuple[str, ...]:
+    patterns = tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(
+                f"{source} {pattern!r}: not a regular expression ({error}); fix the pattern"
+            ) from None
+    return patterns
+
+
+def _boolean(text: str, source: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{source} {text!r}: use true or false")
 
 
 def _duration(text: str, source: str, *, minimum: float) -> float:

@@ -450,14 +450,30 @@ def demo_accounts(seed: int = 2026) -> list[SimAccount]:
         grant_types=["authorization_code", "client_credentials"],
         client_uri_verification={"status": "expired"},
     )
+    # Risky configurations, one per security finding, and one that only looks risky.
+    risky = {
+        1: {"redirect_uris": ["http://app1.example.com/callback"]},
+        2: {"redirect_uris": ["https://*.app2.example.com/callback"]},
+        3: {"allowed_cors_origins": ["*"]},
+        4: {"post_logout_redirect_uris": ["http://[::1", "https://app4.example.com/logout"]},
+        5: {"redirect_uris": ["http://127.0.0.1:53682/callback"]},  # loopback: fine (RFC 8252)
+    }
+    for index, fields in risky.items():
+        production.clients[index].update(fields)
     staging = make_account(rng, "Acme Staging", 90)
     staging.faults.extend([Fault.html(503)])  # one bad gateway, then it recovers on retry
+    # Names are user-written: the status page must show this as text, never run it.
+    lab = make_account(rng, "<script>document.title='pwned'</script> Labs", 4)
+    lab.clients[0].update(
+        client_name='<img src=x onerror="document.body.dataset.pwned=1">',
+        allowed_cors_origins=["null"],
+    )
     legacy = make_account(
         rng, 'Globex "legacy" \\ eu 🚀', 3, paging="ignore", reported_total=2000
     )  # the reference's own example: total_count 2000 for a page that ignores paging
     denied = make_account(rng, "Initech (no OAuth permission)", 12)
     denied.fault = Fault.api_error(403, 10000, "Authentication error")
-    return [production, staging, legacy, denied]
+    return [production, staging, legacy, denied, lab]
 
 
 def scale_accounts(accounts: int, clients: int, seed: int = 1) -> list[SimAccount]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.aggregation import ClientCounts
+from exporter.aggregation import ClientCounts, ClientRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,9 @@ class AccountSnapshot:
     last_success: float | None
     refresh_duration: float
     last_error: str | None = None
+    # With --metrics.per-client: the clients that get series (capped), and the series dropped.
+    clients: tuple[ClientRecord, ...] = ()
+    dropped_client_series: int = 0
 
     def failed(self, error: str, duration: float, name: str | None) -> AccountSnapshot:
         """The next snapshot after a failed refresh: the last good numbers, marked down."""
@@ -33,4 +36,6 @@ class AccountSnapshot:
             last_success=self.last_success,
             refresh_duration=duration,
             last_error=error,
+            clients=self.clients,
+            dropped_client_series=self.dropped_client_series,
         )

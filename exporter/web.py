@@ -1,12 +1,15 @@
-"""HTTP endpoints: the telemetry path, /healthz, /readyz and a landing page.
+"""HTTP endpoints: the telemetry path, /healthz, /readyz and the status page at `/`.
 
-Handlers only read state the background refresh has already prepared; none calls the API.
+Handlers only read state the background refresh has already prepared; none calls the API. With
+basic auth configured, everything but /healthz and /readyz asks for credentials: the probes
+reveal nothing and kubelets do not send any.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -16,8 +19,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from exporter import __version__
 from exporter.metrics import CONTENT_TYPE, ExpositionStore
+from exporter.snapshot import AccountSnapshot
+from exporter.status_page import CONTENT_SECURITY_POLICY, render_status_page
+from exporter.webconfig import BasicAuth
 
 
 class Health(Protocol):
@@ -30,6 +35,11 @@ class Health(Protocol):
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _CONTENT_TYPE = CONTENT_TYPE.encode()
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_CHALLENGE = [
+    (b"www-authenticate", b'Basic realm="cloudflare-oauth-exporter", charset="UTF-8"'),
+    (b"content-type", b"text/plain; charset=utf-8"),
+]
 
 
 def create_app(
@@ -37,7 +47,11 @@ def create_app(
     store: ExpositionStore,
     health: Health,
     telemetry_path: str = "/metrics",
+    snapshots: Callable[[], Iterable[AccountSnapshot]] = tuple,
+    per_client: bool = False,
+    basic_auth: BasicAuth | None = None,
     lifespan: Lifespan | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ExporterApp:
     async def healthz(_: Request) -> Response:
         if health.alive:
@@ -51,20 +65,21 @@ def create_app(
             "not ready: the first refresh of every account has not finished\n", status_code=503
         )
 
-    landing = _landing_page(telemetry_path).encode()
-
-    async def index(_: Request) -> Response:
-        return HTMLResponse(landing)
+    async def status(_: Request) -> Response:
+        page = render_status_page(
+            snapshots(), telemetry_path=telemetry_path, now=clock(), per_client=per_client
+        )
+        return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
     router = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/", index, methods=["GET"]),
+            Route("/", status, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
-    return ExporterApp(store, telemetry_path, router)
+    return ExporterApp(store, telemetry_path, router, basic_auth)
 
 
 class ExporterApp:
@@ -74,48 +89,46 @@ class ExporterApp:
     already holds.
     """
 
-    def __init__(self, store: ExpositionStore, telemetry_path: str, router: Starlette) -> None:
+    def __init__(
+        self,
+        store: ExpositionStore,
+        telemetry_path: str,
+        router: Starlette,
+        basic_auth: BasicAuth | None = None,
+    ) -> None:
         self._store = store
         self._telemetry_path = telemetry_path
+        self._basic_auth = basic_auth
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self._telemetry_path:
-            await self._metrics(scope["method"], send)
-        else:
-            await self.router(scope, receive, send)
+        if scope["type"] == "http":
+            if self._basic_auth is not None and scope["path"] not in _OPEN_PATHS:
+                raw = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+                header = raw.decode("latin-1")
+                allowed = self._basic_auth.remembered(header)
+                if allowed is None:
+                    # bcrypt takes tens of milliseconds: off the event loop, which keeps serving.
+                    allowed = await asyncio.to_thread(self._basic_auth.check, header)
+                if not allowed:
+                    await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
+                    return
+            if scope["path"] == self._telemetry_path:
+                await self._metrics(scope["method"], send)
+                return
+        await self.router(scope, receive, send)
 
     async def _metrics(self, method: str, send: Send) -> None:
         if method not in ("GET", "HEAD"):
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 405,
-                    "headers": [(b"allow", b"GET, HEAD")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
+            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
             return
         body = self._store.render()
         headers = [(b"content-type", _CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+        await _respond(send, 200, headers, body if method == "GET" else b"")
 
 
-def _landing_page(telemetry_path: str) -> str:
-    path = html.escape(telemetry_path)
-    return f"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Cloudflare OAuth exporter</title></head>
-<body>
-<h1>Cloudflare OAuth exporter</h1>
-<p>Version {html.escape(__version__)}.
-Counts come from a background refresh, never from a scrape.</p>
-<ul>
-<li><a href="{path}">{path}</a> &mdash; metrics</li>
-<li><a href="/healthz">/healthz</a> &mdash; the process is alive</li>
-<li><a href="/readyz">/readyz</a> &mdash; every account has been read once</li>
-</ul>
-</body>
-</html>
-"""
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

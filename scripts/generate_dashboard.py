@@ -139,7 +139,7 @@ def build() -> dashboard.Dashboard:
             f"cloudflare_oauth_clients{{{ACCOUNT}}}", "{{account_id}}", width=24,
         ))
         .with_panel(series(
-            "By visibility", "Public clients are listed for every Cloudflare user.",
+            "By visibility", "Public clients are meant for use beyond your own account.",
             f"sum by (visibility) (cloudflare_oauth_clients_by_visibility{{{ACCOUNT}}})",
             "{{visibility}}", stacked=True,
         ))
@@ -170,6 +170,23 @@ def build() -> dashboard.Dashboard:
             "Clients allowing each response type ('token' is the implicit flow).",
             f"sum by (response_type) (cloudflare_oauth_clients_by_response_type{{{ACCOUNT}}})",
             "{{response_type}}",
+        ))
+        .with_row(dashboard.Row("Security findings"))
+        .with_panel(series(
+            "Clients with findings",
+            "Clients holding each finding (README: http or wildcard redirect URIs, wildcard CORS, "
+            "implicit grant, public and unverified, invalid URIs).",
+            f"sum by (finding) (cloudflare_oauth_clients_with_finding{{{ACCOUNT}}})",
+            "{{finding}}", width=12,
+        ))
+        .with_panel(series(
+            "Accounts with risky clients",
+            "Per account, clients with an http or wildcard redirect URI, a wildcard CORS origin or "
+            "the implicit grant.",
+            "sum by (account_id) (cloudflare_oauth_clients_with_finding{"
+            f'{ACCOUNT},finding=~"http_redirect_uri|wildcard_redirect_uri|wildcard_cors_origin|'
+            'implicit_grant"})',
+            "{{account_id}}", width=12,
         ))
         .with_row(dashboard.Row("Exporter health"))
         .with_panel(series(

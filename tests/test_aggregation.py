@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.aggregation import ClientCounter, ClientCounts, count_clients
+from exporter.aggregation import (
+    MAX_NAME_LENGTH,
+    ClientCounter,
+    ClientCounts,
+    client_record,
+    count_clients,
+    select_clients,
+)
+from exporter.findings import client_findings
 from exporter.model import OAuthClient
 
 
@@ -22,6 +30,10 @@ ZERO = ClientCounts(
     rotated_secret_pending=0,
     by_grant_type=(("authorization_code", 0), ("refresh_token", 0)),
     by_response_type=(("code", 0), ("token", 0), ("id_token", 0)),
+    by_finding=(
+        ("http_redirect_uri", 0), ("wildcard_redirect_uri", 0), ("wildcard_cors_origin", 0),
+        ("implicit_grant", 0), ("public_unverified", 0), ("invalid_uri", 0),
+    ),
 )  # fmt: skip
 
 
@@ -115,5 +127,50 @@ def test_counting_page_by_page_equals_counting_all_at_once():
     counter = ClientCounter()
     for start in range(0, 25, 10):
         for item in clients[start : start + 10]:
-            counter.add(item)
+            counter.add(item, client_findings(item))
     assert counter.result() == count_clients(clients)
+
+
+def test_findings_are_counted_per_client_once():
+    clients = [
+        client(1, visibility="public", response_types=frozenset({"token"}),
+               redirect_uris=("http://a.example/cb", "http://b.example/cb")),
+        client(2, visibility="public", verification_status="verified"),
+        client(3, allowed_cors_origins=("*",)),
+    ]  # fmt: skip
+    assert dict(count_clients(clients).by_finding) == {
+        "http_redirect_uri": 1,  # two http URIs, one client
+        "wildcard_redirect_uri": 0,
+        "wildcard_cors_origin": 1,
+        "implicit_grant": 1,
+        "public_unverified": 1,
+        "invalid_uri": 0,
+    }
+
+
+def test_client_record_keeps_what_per_client_metrics_need():
+    long_name = "n" * 300
+    record = client_record(
+        client(
+            7, client_name=long_name, has_rotated_secret=True, created_at="2025-01-01T00:00:00Z"
+        ),
+        frozenset({"implicit_grant"}),
+    )
+    assert record.client_id == "c7"
+    assert record.client_name == "n" * MAX_NAME_LENGTH
+    assert (record.auth_method, record.verification_status) == ("unspecified", "none")
+    assert record.rotated_secret_pending is True
+    assert record.created_at == "2025-01-01T00:00:00Z"
+    assert record.findings == frozenset({"implicit_grant"})
+
+
+def test_the_per_client_cap_keeps_clients_with_findings_first_then_by_id():
+    records = [
+        client_record(client(n), frozenset({"implicit_grant"}) if n in (5, 9) else frozenset())
+        for n in (3, 9, 1, 5, 7)
+    ]
+    kept, dropped = select_clients(records, 3)
+    assert [r.client_id for r in kept] == ["c5", "c9", "c1"]
+    assert [r.client_id for r in dropped] == ["c3", "c7"]
+    assert select_clients(records, 0) == ((), tuple(sorted(records, key=lambda r: (
+        not r.findings, r.client_id))))  # fmt: skip

@@ -270,8 +270,12 @@ def test_demo_once_shows_every_scenario(promtool):
     assert check.returncode == 0, check.stdout + check.stderr
     found = samples(result.stdout)
     up = found["cloudflare_oauth_account_up"]
-    assert sorted(up.values()) == [0.0, 1.0, 1.0, 1.0]
-    assert sum(found["cloudflare_oauth_clients"].values()) == 160 + 90 + 3
+    assert sorted(up.values()) == [0.0, 1.0, 1.0, 1.0, 1.0]
+    assert sum(found["cloudflare_oauth_clients"].values()) == 160 + 90 + 3 + 4
+    every_finding = {dict(k)["finding"] for k, v in found["cloudflare_oauth_clients_with_finding"]
+                     .items() if v > 0}  # fmt: skip
+    assert every_finding == {"http_redirect_uri", "wildcard_redirect_uri", "wildcard_cors_origin",
+                             "implicit_grant", "public_unverified", "invalid_uri"}  # fmt: skip
     names = {dict(k)["account_name"] for k in found["cloudflare_oauth_account_info"]}
     assert "Acme Production" in names
     assert "HTTP 403 code 10000" in result.stderr
@@ -281,7 +285,7 @@ def test_demo_serves_metrics_with_no_credentials():
     with ExporterProcess("--demo") as exporter:
         exporter.wait_ready()
         found = samples(exporter.get("/metrics").text)
-        assert len(found["cloudflare_oauth_account_up"]) == 4
+        assert len(found["cloudflare_oauth_account_up"]) == 5
         assert found["cloudflare_oauth_exporter_build_info"]
         assert "process_cpu_seconds_total" in found
     assert any(re.search(r"demo: open http://\S+/metrics", line) for line in exporter.lines)

@@ -9,7 +9,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 import yaml
@@ -17,6 +21,7 @@ import yaml
 from exporter.simulator import Fault, Simulator, make_account
 from tests.conftest import ROOT, TOKEN, require_tool
 from tests.process import ExporterProcess
+from tests.tls import make_pki
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
@@ -53,9 +58,45 @@ class Prometheus:
         pytest.fail(f"timed out waiting for {what}")
 
 
+@contextmanager
+def prometheus_scraping(
+    workdir: Path, job: dict[str, Any], rule_files: tuple[str, ...] = ()
+) -> Iterator[Prometheus]:
+    """The Debian prometheus binary on loopback, scraping `job` every second."""
+    binary = require_tool("prometheus")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": list(rule_files),
+                "scrape_configs": [{"job_name": "cloudflare-oauth-exporter", **job}],
+            }
+        )
+    )
+    port = free_port()
+    with (workdir / "prometheus.log").open("w") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            prometheus = Prometheus(f"http://127.0.0.1:{port}")
+            prometheus.wait_for(lambda: _ready(prometheus.url), "Prometheus to start", timeout=60)
+            yield prometheus
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict[str, str]]]:
-    prometheus_binary = require_tool("prometheus")
     rng = random.Random(2024)
     good = make_account(rng, "Good", 120)
     small = make_account(rng, "Small", 4)
@@ -77,36 +118,8 @@ def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict
         CLOUDFLARE_API_TOKEN=TOKEN,
     ) as exporter:  # fmt: skip
         exporter.wait_ready()
-        target = exporter.url.removeprefix("http://")
-        (workdir / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(workdir / "alerts.yml")],
-                    "scrape_configs": [
-                        {
-                            "job_name": "cloudflare-oauth-exporter",
-                            "static_configs": [{"targets": [target]}],
-                        }
-                    ],
-                }
-            )
-        )
-        port = free_port()
-        log = (workdir / "prometheus.log").open("w")
-        process = subprocess.Popen(
-            [
-                prometheus_binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            prometheus = Prometheus(f"http://127.0.0.1:{port}")
-            prometheus.wait_for(lambda: _ready(prometheus.url), "Prometheus to start", timeout=60)
+        job = {"static_configs": [{"targets": [exporter.url.removeprefix("http://")]}]}
+        with prometheus_scraping(workdir, job, (str(workdir / "alerts.yml"),)) as prometheus:
             # enough samples for rate() over the dashboard's interval
             prometheus.wait_for(
                 lambda: (
@@ -119,10 +132,6 @@ def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict
                 "five scrapes",
             )
             yield prometheus, {"good": good.id, "small": small.id, "failing": failing.id}
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
 
 
 def _ready(url: str) -> bool:
@@ -198,3 +207,34 @@ def test_a_failing_account_drives_its_alert(stack):
     assert {a["labels"]["account_id"] for a in alerts} == {accounts["failing"]}
     assert alerts[0]["state"] in {"pending", "firing"}
     assert re.search(r"account \w+ cannot be read", alerts[0]["annotations"]["summary"])
+
+
+def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path, serve_simulator):
+    pki = make_pki(tmp_path)
+    password = "scrape-secret"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    (account,) = [make_account(random.Random(8), "Over TLS", 7)]
+    url = serve_simulator(Simulator([account]))
+    with ExporterProcess(
+        "--cloudflare.api-url", url, "--web.config.file", str(config), CLOUDFLARE_API_TOKEN=TOKEN
+    ) as exporter:
+        target = exporter.url.removeprefix("http://")
+        job = {
+            "scheme": "https",
+            "tls_config": {"ca_file": str(pki.ca), "server_name": "localhost"},
+            "basic_auth": {"username": "prometheus", "password": password},
+            "static_configs": [{"targets": [target]}],
+        }
+        with prometheus_scraping(tmp_path / "prom", job) as prometheus:
+            found = prometheus.wait_for(
+                lambda: prometheus.query("cloudflare_oauth_clients"), "a scrape over TLS"
+            )
+            assert found[0]["metric"]["account_id"] == account.id
+            assert found[0]["value"][1] == "7"
+            (up,) = prometheus.query('up{job="cloudflare-oauth-exporter"}')
+            assert up["value"][1] == "1"

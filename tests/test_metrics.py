@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aggregation import count_clients
-from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore, render_account
+from exporter.aggregation import ClientRecord, count_clients
+from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore, per_client_series, render_account
 from exporter.model import OAuthClient
 from exporter.snapshot import AccountSnapshot
 
@@ -31,6 +31,7 @@ COUNTS = count_clients(
             has_rotated_secret=True,
             grant_types=frozenset({"authorization_code"}),
             response_types=frozenset({"code", "token"}),
+            redirect_uris=("https://app.example.com/cb",),
         ),
     ]
 )
@@ -153,7 +154,7 @@ def test_label_values_are_escaped(name, escaped):
 
 def test_lone_surrogates_cannot_break_utf8():
     snapshot = AccountSnapshot(A, "bad \ud800 half", True, COUNTS, 1.0, 0.1)
-    line = render_account(snapshot)[-1]
+    line = family_text(snapshot, "cloudflare_oauth_account_info").encode()
     assert line.decode("utf-8") == (
         f'cloudflare_oauth_account_info{{account_id="{A}",account_name="bad ? half"}} 1\n'
     )
@@ -250,3 +251,102 @@ def test_scrapes_reuse_the_rendered_bytes_until_something_changes():
     assert b"cloudflare_oauth_discovery_up 1\n" in third
     store.put(GOOD.failed("HTTP 500", 0.3, None))
     assert store.render() != third
+
+
+def test_findings_family_lists_every_finding():
+    assert family_text(GOOD, "cloudflare_oauth_clients_with_finding") == (
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="http_redirect_uri"}} 0\n'
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="wildcard_redirect_uri"}} 0\n'
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="wildcard_cors_origin"}} 0\n'
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="implicit_grant"}} 1\n'
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="public_unverified"}} 0\n'
+        f'cloudflare_oauth_clients_with_finding{{account_id="{A}",finding="invalid_uri"}} 0\n'
+    )
+
+
+RISKY = ClientRecord(
+    client_id="c9", client_name='App "9"', visibility="public", auth_method="none",
+    verification_status="pending", rotated_secret_pending=True,
+    created_at="2025-01-01T00:00:00Z", updated_at="not a time", promoted_at=None,
+    findings=frozenset({"public_unverified", "implicit_grant"}),
+)  # fmt: skip
+CLEAN = RISKY._replace(client_id="c1", client_name="", rotated_secret_pending=False,
+                       created_at=None, findings=frozenset())  # fmt: skip
+PER_CLIENT = AccountSnapshot(A, "Acme", True, COUNTS, 1.0, 0.1, clients=(RISKY, CLEAN),
+                             dropped_client_series=7)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "cloudflare_oauth_client_info",
+            f'cloudflare_oauth_client_info{{account_id="{A}",client_id="c9",client_name="App \\"9\\"",visibility="public",auth_method="none",verification_status="pending"}} 1\n'
+            f'cloudflare_oauth_client_info{{account_id="{A}",client_id="c1",client_name="",visibility="public",auth_method="none",verification_status="pending"}} 1\n',
+        ),
+        (
+            "cloudflare_oauth_client_created_timestamp_seconds",
+            f'cloudflare_oauth_client_created_timestamp_seconds{{account_id="{A}",client_id="c9"}} 1735689600.0\n',
+        ),
+        ("cloudflare_oauth_client_updated_timestamp_seconds", ""),  # unreadable: left out
+        ("cloudflare_oauth_client_promoted_timestamp_seconds", ""),
+        (
+            "cloudflare_oauth_client_rotated_secret_pending",
+            f'cloudflare_oauth_client_rotated_secret_pending{{account_id="{A}",client_id="c9"}} 1\n'
+            f'cloudflare_oauth_client_rotated_secret_pending{{account_id="{A}",client_id="c1"}} 0\n',
+        ),
+        (
+            "cloudflare_oauth_client_finding",
+            f'cloudflare_oauth_client_finding{{account_id="{A}",client_id="c9",finding="implicit_grant"}} 1\n'
+            f'cloudflare_oauth_client_finding{{account_id="{A}",client_id="c9",finding="public_unverified"}} 1\n',
+        ),
+        (
+            "cloudflare_oauth_per_client_series_dropped",
+            f'cloudflare_oauth_per_client_series_dropped{{account_id="{A}"}} 7\n',
+        ),
+    ],
+)
+def test_per_client_families_render_exactly(name, expected):
+    assert family_text(PER_CLIENT, name) == expected
+
+
+def test_per_client_series_counts_what_a_client_would_add():
+    assert per_client_series(RISKY) == 2 + 1 + 2  # info, rotated; one readable time; 2 findings
+    assert per_client_series(CLEAN) == 2
+
+
+def test_per_client_families_only_appear_when_enabled():
+    off = ExpositionStore(discovering=False, refresh_interval=300, process_metrics=False)
+    off.put(PER_CLIENT)
+    assert b"cloudflare_oauth_client_info" not in off.render()
+    assert b"cloudflare_oauth_per_client_series_dropped" not in off.render()
+    on = ExpositionStore(
+        discovering=False, refresh_interval=300, process_metrics=False, per_client=True
+    )
+    on.put(PER_CLIENT)
+    body = parse(on.render())
+    assert body["cloudflare_oauth_per_client_series_dropped"] == {(("account_id", A),): 7.0}
+    assert len(body["cloudflare_oauth_client_info"]) == 2
+
+
+def test_allow_and_deny_filter_every_family_by_name():
+    def only_clients(name: str) -> bool:
+        return name.startswith("cloudflare_oauth_clients")
+
+    store = ExpositionStore(discovering=True, refresh_interval=300, keep=only_clients)
+    store.put(GOOD)
+    store.count_request("/accounts", "200")
+    store.set_discovery_up(True)
+    names = set(parse(store.render()))
+    assert names
+    assert all(name.startswith("cloudflare_oauth_clients") for name in names)
+    assert b"# HELP cloudflare_oauth_account_up" not in store.render()
+
+    def no_process(name: str) -> bool:
+        return not name.startswith(("process_", "python_"))
+
+    store = ExpositionStore(discovering=False, refresh_interval=300, keep=no_process)
+    store.put(GOOD)
+    names = set(parse(store.render()))
+    assert "cloudflare_oauth_exporter_build_info" in names
+    assert not any(name.startswith(("process_", "python_")) for name in names)

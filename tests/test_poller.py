@@ -21,11 +21,13 @@ from tests.conftest import TOKEN
 class Harness:
     """A Poller wired to a simulator URL the way the service wires it, on one event loop."""
 
-    def __init__(self, url: str, account_ids=(), *, limiter=None, interval=300.0, concurrency=4):
+    def __init__(self, url: str, account_ids=(), *, limiter=None, interval=300.0, concurrency=4,
+                 per_client_limit=None):  # fmt: skip
         self.loop = asyncio.new_event_loop()
         self.store = ExpositionStore(
-            discovering=not account_ids, refresh_interval=interval, process_metrics=False
-        )
+            discovering=not account_ids, refresh_interval=interval, process_metrics=False,
+            per_client=per_client_limit is not None,
+        )  # fmt: skip
         self.api = CloudflareAPI(
             url, TokenAuth(Secret(TOKEN)), backoff_base=0.01, limiter=limiter,
             concurrency=concurrency, on_request=self.store.count_request,
@@ -33,6 +35,7 @@ class Harness:
         self.poller = Poller(
             self.api, self.store, account_ids=account_ids, interval=interval,
             concurrency=concurrency, rate_limit=limiter.limit if limiter else 0,
+            per_client_limit=per_client_limit,
         )  # fmt: skip
         HARNESSES.append(self)
 
@@ -281,3 +284,56 @@ def test_a_bug_in_one_account_does_not_stop_the_refresh(serve_simulator, monkeyp
     assert harness.value("cloudflare_oauth_account_up", account_id=cursed.id) == 0
     assert harness.value("cloudflare_oauth_account_up", account_id=good.id) == 1
     assert any("crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_per_client_series_are_capped_with_risky_clients_first(serve_simulator, caplog):
+    (only,) = accounts(1, clients=10)
+    for client in only.clients:
+        client.update(visibility="private", response_types=["code"])
+        client.pop("promoted_at", None)
+    only.clients[7]["redirect_uris"] = ["http://insecure.example/cb"]
+    url = serve_simulator(Simulator([only]))
+    harness = Harness(url, per_client_limit=3)
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        harness.refresh()
+    samples = harness.samples()
+    kept = {dict(labels)["client_id"] for labels in samples["cloudflare_oauth_client_info"]}
+    risky = only.clients[7]["client_id"]
+    others = sorted(c["client_id"] for c in only.clients if c["client_id"] != risky)
+    assert kept == {risky, *others[:2]}
+    assert samples["cloudflare_oauth_client_finding"] == {
+        (("account_id", only.id), ("client_id", risky), ("finding", "http_redirect_uri")): 1.0
+    }
+    # 7 clients dropped: info + rotated + created + updated each (private: no promoted time)
+    assert samples["cloudflare_oauth_per_client_series_dropped"] == {
+        (("account_id", only.id),): 7.0 * 4
+    }
+    assert harness.value("cloudflare_oauth_clients", account_id=only.id) == 10  # counts: all
+    assert any("per-client-limit" in r.getMessage() for r in caplog.records)
+
+
+def test_clients_that_disappear_leave_per_client_metrics(serve_simulator):
+    (only,) = accounts(1, clients=4)
+    url = serve_simulator(Simulator([only]))
+    harness = Harness(url, per_client_limit=100)
+    harness.refresh()
+    gone = only.clients.pop()["client_id"]
+    assert gone.encode() in harness.store.render()
+    harness.refresh()
+    body = harness.store.render()
+    assert gone.encode() not in body
+    assert len(harness.samples()["cloudflare_oauth_client_info"]) == 3
+    assert harness.samples()["cloudflare_oauth_per_client_series_dropped"] == {
+        (("account_id", only.id),): 0.0
+    }
+
+
+def test_a_failed_account_keeps_its_last_per_client_series(serve_simulator):
+    (only,) = accounts(1, clients=4)
+    url = serve_simulator(Simulator([only]))
+    harness = Harness(url, per_client_limit=100)
+    harness.refresh()
+    only.fault = Fault.html(502)
+    harness.refresh()
+    assert harness.value("cloudflare_oauth_account_up", account_id=only.id) == 0
+    assert len(harness.samples()["cloudflare_oauth_client_info"]) == 4

@@ -214,3 +214,42 @@ def test_secret_refuses_to_be_pickled():
 
     with pytest.raises(TypeError):
         pickle.dumps(Secret(TOKEN))
+
+
+def test_per_client_metrics_are_opt_in():
+    assert load(CLOUDFLARE_API_TOKEN=TOKEN).per_client is False
+    assert load(["--metrics.per-client"], CLOUDFLARE_API_TOKEN=TOKEN).per_client is True
+    settings = load(
+        CLOUDFLARE_API_TOKEN=TOKEN,
+        EXPORTER_METRICS_PER_CLIENT="true",
+        EXPORTER_METRICS_PER_CLIENT_LIMIT="250",
+    )
+    assert (settings.per_client, settings.per_client_limit) == (True, 250)
+    assert load(CLOUDFLARE_API_TOKEN=TOKEN).per_client_limit == 5000
+    with pytest.raises(ConfigError, match="EXPORTER_METRICS_PER_CLIENT 'maybe': use true or"):
+        load(CLOUDFLARE_API_TOKEN=TOKEN, EXPORTER_METRICS_PER_CLIENT="maybe")
+    with pytest.raises(ConfigError, match=r"--metrics\.per-client-limit 0: must be between 1"):
+        load(["--metrics.per-client-limit", "0"], CLOUDFLARE_API_TOKEN=TOKEN)
+
+
+def test_allowlist_and_denylist_select_families():
+    allow = load(
+        ["--metrics.allowlist", "cloudflare_oauth_clients.*,cloudflare_oauth_account_up"],
+        CLOUDFLARE_API_TOKEN=TOKEN,
+    )
+    assert allow.keeps("cloudflare_oauth_clients_by_visibility")
+    assert allow.keeps("cloudflare_oauth_account_up")
+    assert not allow.keeps("cloudflare_oauth_account_info")
+    assert not allow.keeps("process_cpu_seconds_total")
+    deny = load(CLOUDFLARE_API_TOKEN=TOKEN, EXPORTER_METRICS_DENYLIST="process_.*, python_.*")
+    assert not deny.keeps("process_open_fds")
+    assert deny.keeps("cloudflare_oauth_clients")
+    everything = load(CLOUDFLARE_API_TOKEN=TOKEN)
+    assert everything.keeps("anything_at_all")
+
+
+def test_allowlist_and_denylist_are_exclusive_and_must_be_regexes():
+    with pytest.raises(ConfigError, match="both set"):
+        load(["--metrics.allowlist", "a", "--metrics.denylist", "b"], CLOUDFLARE_API_TOKEN=TOKEN)
+    with pytest.raises(ConfigError, match=r"--metrics.denylist '\(unclosed': not a regular"):
+        load(["--metrics.denylist", "(unclosed"], CLOUDFLARE_API_TOKEN=TOKEN)

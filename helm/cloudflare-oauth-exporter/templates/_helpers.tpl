@@ -180,9 +180,50 @@ holding ": " or "#" cannot break the manifest.
 {{- /* The shard itself comes from EXPORTER_SHARD, which differs per pod. */}}
 {{- $args = append $args (printf "--total-shards=%d" (int .Values.replicas)) }}
 {{- end }}
+{{- if .Values.metrics.perClient }}
+{{- $args = append $args "--metrics.per-client" }}
+{{- $args = append $args (printf "--metrics.per-client-limit=%d" (int .Values.metrics.perClientLimit)) }}
+{{- end }}
+{{- with .Values.metrics.allowlist }}
+{{- $args = append $args (printf "--metrics.allowlist=%s" (join "," .)) }}
+{{- end }}
+{{- with .Values.metrics.denylist }}
+{{- $args = append $args (printf "--metrics.denylist=%s" (join "," .)) }}
+{{- end }}
+{{- if include "cloudflare-oauth-exporter.webConfigSecret" . }}
+{{- $args = append $args "--web.config.file=/etc/cloudflare-oauth-exporter/web/web-config.yml" }}
+{{- end }}
 {{- $args = append $args (printf "--log.level=%s" .Values.logLevel) }}
 {{- $args = append $args (printf "--log.format=%s" .Values.logFormat) }}
 {{- concat $args .Values.extraArgs | toYaml }}
+{{- end }}
+
+{{/*
+Name of the Secret holding web-config.yml: the user's, or the one the chart renders from
+web.tls / web.basicAuth; empty when the metrics port is plain HTTP without auth.
+*/}}
+{{- define "cloudflare-oauth-exporter.webConfigSecret" -}}
+{{- if .Values.web.existingConfigSecret }}
+{{- .Values.web.existingConfigSecret }}
+{{- else if or .Values.web.tls.enabled .Values.web.basicAuth.users }}
+{{- printf "%s-web-config" (include "cloudflare-oauth-exporter.fullname" . | trunc 52 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* The web config file the chart renders (exporter-toolkit format). */}}
+{{- define "cloudflare-oauth-exporter.webConfig" -}}
+{{- $config := dict }}
+{{- if .Values.web.tls.enabled }}
+{{- $tls := dict "cert_file" "/etc/cloudflare-oauth-exporter/tls/tls.crt" "key_file" "/etc/cloudflare-oauth-exporter/tls/tls.key" "min_version" .Values.web.tls.minVersion "client_auth_type" .Values.web.tls.clientAuthType }}
+{{- if ne .Values.web.tls.clientAuthType "NoClientCert" }}
+{{- $_ := set $tls "client_ca_file" "/etc/cloudflare-oauth-exporter/tls/ca.crt" }}
+{{- end }}
+{{- $_ := set $config "tls_server_config" $tls }}
+{{- end }}
+{{- with .Values.web.basicAuth.users }}
+{{- $_ := set $config "basic_auth_users" . }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
 
 {{/*
@@ -199,11 +240,14 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- $ownSecret := include "cloudflare-oauth-exporter.rendersSecret" . }}
-  {{- if or .Values.podAnnotations $ownSecret }}
+  {{- if or .Values.podAnnotations $ownSecret (include "cloudflare-oauth-exporter.webConfigSecret" .) }}
   annotations:
     {{- if $ownSecret }}
     # Roll the pod when the chart's Secret changes: the exporter reads the file only at start.
     checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- end }}
+    {{- if and (include "cloudflare-oauth-exporter.webConfigSecret" .) (not .Values.web.existingConfigSecret) }}
+    checksum/web-config: {{ include "cloudflare-oauth-exporter.webConfig" . | sha256sum }}
     {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
@@ -263,11 +307,17 @@ spec:
         httpGet:
           path: /healthz
           port: http
+          {{- if .Values.web.tls.enabled }}
+          scheme: HTTPS
+          {{- end }}
         {{- toYaml .Values.livenessProbe | nindent 8 }}
       readinessProbe:
         httpGet:
           path: /readyz
           port: http
+          {{- if .Values.web.tls.enabled }}
+          scheme: HTTPS
+          {{- end }}
         {{- toYaml .Values.readinessProbe | nindent 8 }}
       {{- with .Values.resources }}
       resources:
@@ -281,6 +331,16 @@ spec:
         - name: credentials
           mountPath: {{ include "cloudflare-oauth-exporter.secretMountPath" . }}
           readOnly: true
+        {{- if include "cloudflare-oauth-exporter.webConfigSecret" . }}
+        - name: web-config
+          mountPath: /etc/cloudflare-oauth-exporter/web
+          readOnly: true
+        {{- end }}
+        {{- if .Values.web.tls.secretName }}
+        - name: tls
+          mountPath: /etc/cloudflare-oauth-exporter/tls
+          readOnly: true
+        {{- end }}
         # The only writable path: the root filesystem is read-only.
         - name: tmp
           mountPath: /tmp
@@ -306,6 +366,21 @@ spec:
             path: {{ $secretFile }}
         defaultMode: 0440
       {{- end }}
+    {{- with include "cloudflare-oauth-exporter.webConfigSecret" . }}
+    - name: web-config
+      secret:
+        secretName: {{ . }}
+        items:
+          - key: web-config.yml
+            path: web-config.yml
+        defaultMode: 0440
+    {{- end }}
+    {{- with .Values.web.tls.secretName }}
+    - name: tls
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
     - name: tmp
       emptyDir: {}
   {{- with .Values.nodeSelector }}

@@ -1,0 +1,213 @@
+"""`--web.config.file`: TLS and basic auth for the HTTP endpoints, in the exporter-toolkit format.
+
+    tls_server_config:
+      cert_file: server.crt        # relative paths are relative to this file
+      key_file: server.key
+      client_auth_type: RequireAndVerifyClientCert
+      client_ca_file: ca.crt
+      min_version: TLS12
+    basic_auth_users:
+      prometheus: $2y$10$...       # bcrypt, e.g. htpasswd -nBC 10 "" | tr -d ':\\n'
+
+Everything is checked once at start: a file that cannot work stops the exporter with one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bcrypt
+import yaml
+
+from exporter.errors import ConfigError
+
+FLAG = "--web.config.file"
+_TLS_KEYS = frozenset(
+    {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"}
+)
+_TOP_KEYS = frozenset({"tls_server_config", "basic_auth_users"})
+_MIN_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+# Go's RequestClientCert and RequireAnyClientCert accept certificates nobody verified; Python's
+# TLS cannot, so they are refused rather than silently made stricter or looser.
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+# bcrypt of a random password: checked against when the user is unknown, so a wrong user name
+# costs the same time as a wrong password.
+_DECOY = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=10))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    ssl_context: ssl.SSLContext | None = None
+    users: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def basic_auth(self) -> BasicAuth | None:
+        return BasicAuth(self.users) if self.users else None
+
+
+class BasicAuth:
+    """Checks `Authorization: Basic` headers against bcrypt hashes, in constant time.
+
+    bcrypt is slow on purpose (tens of ms), so a credential that passed once is remembered by a
+    SHA-256 of it: Prometheus sends the same one every scrape.
+    """
+
+    def __init__(self, users: Mapping[str, bytes]) -> None:
+        self._users = dict(users)
+        self._passed: set[bytes] = set()
+
+    def remembered(self, header: str | None) -> bool | None:
+        """True for a credential that passed before, False for a malformed header, else None
+        (only `check` can tell, slowly)."""
+        parsed = _credentials(header)
+        if parsed is None:
+            return False
+        fingerprint = self._fingerprint(*parsed)
+        return True if any(hmac.compare_digest(fingerprint, k) for k in self._passed) else None
+
+    def check(self, header: str | None) -> bool:
+        parsed = _credentials(header)
+        if parsed is None:
+            return False
+        user, password = parsed
+        expected = self._users.get(user, _DECOY)
+        ok = bcrypt.checkpw(password.encode(), expected) and user in self._users
+        if ok and len(self._passed) < 1000:
+            self._passed.add(self._fingerprint(user, password))
+        return ok
+
+    def _fingerprint(self, user: str, password: str) -> bytes:
+        expected = self._users.get(user, _DECOY)
+        return hashlib.sha256(b"\0".join((user.encode(), password.encode(), expected))).digest()
+
+
+def _credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def load_web_config(path: str) -> WebConfig:
+    """Read and check the file; raises ConfigError naming the flag, the key and the fix."""
+    where = f"{FLAG} {path!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{where}: cannot read it ({reason})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}; fix the file") from None
+    if document is None:
+        return WebConfig()
+    if not isinstance(document, dict):
+        raise ConfigError(f"{where}: expected a mapping with tls_server_config/basic_auth_users")
+    _no_unknown_keys(document, _TOP_KEYS, where)
+    base = Path(path).resolve().parent
+    context = None
+    if document.get("tls_server_config") is not None:
+        context = _tls_context(document["tls_server_config"], base, where)
+    users = _users(document.get("basic_auth_users"), where)
+    return WebConfig(ssl_context=context, users=users)
+
+
+def _no_unknown_keys(section: dict[object, object], known: frozenset[str], where: str) -> None:
+    unknown = sorted(str(key) for key in section if key not in known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unsupported key {unknown[0]!r}; supported: {', '.join(sorted(known))}"
+        )
+
+
+def _tls_context(section: object, base: Path, where: str) -> ssl.SSLContext:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: tls_server_config must be a mapping")
+    _no_unknown_keys(section, _TLS_KEYS, f"{where} tls_server_config")
+
+    def file(key: str) -> str:
+        value = section.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: tls_server_config.{key} is required; give a PEM file")
+        resolved = Path(value) if Path(value).is_absolute() else base / value
+        if not resolved.is_file():
+            raise ConfigError(f"{where}: tls_server_config.{key} {value!r} does not exist")
+        return str(resolved)
+
+    version = section.get("min_version", "TLS12")
+    if version not in _MIN_VERSIONS:
+        raise ConfigError(
+            f"{where}: tls_server_config.min_version {version!r}; use one of "
+            f"{', '.join(_MIN_VERSIONS)}"
+        )
+    auth = section.get("client_auth_type", "NoClientCert")
+    if auth not in _CLIENT_AUTH:
+        raise ConfigError(
+            f"{where}: tls_server_config.client_auth_type {auth!r} is not supported; use one of "
+            f"{', '.join(_CLIENT_AUTH)}"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _MIN_VERSIONS[version]
+    cert_file, key_file = file("cert_file"), file("key_file")
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigError(
+            f"{where}: cannot use cert_file and key_file ({error.strerror or error}); check that "
+            "they are PEM and that the key matches the certificate"
+        ) from None
+    context.verify_mode = _CLIENT_AUTH[auth]
+    if context.verify_mode != ssl.CERT_NONE:
+        ca_file = file("client_ca_file")
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                f"{where}: cannot use tls_server_config.client_ca_file ({error.strerror or error})"
+            ) from None
+    return context
+
+
+def _users(section: object, where: str) -> dict[str, bytes]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: basic_auth_users must map user names to bcrypt hashes")
+    users: dict[str, bytes] = {}
+    for user, hashed in section.items():
+        if not isinstance(user, str) or not user or ":" in user:
+            raise ConfigError(f"{where}: basic_auth_users has an invalid user name {user!r}")
+        fix = "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+        if not isinstance(hashed, str):
+            raise ConfigError(f"{where}: basic_auth_users.{user} is not a bcrypt hash; {fix}")
+        try:
+            bcrypt.checkpw(b"", hashed.encode())
+        except ValueError:
+            raise ConfigError(
+                f"{where}: basic_auth_users.{user} is not a bcrypt hash; {fix}"
+            ) from None
+        users[user] = hashed.encode()
+    return users

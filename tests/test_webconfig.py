@@ -1,0 +1,182 @@
+"""--web.config.file: the checks at start, basic auth, and real TLS handshakes (mTLS included)."""
+
+from __future__ import annotations
+
+import base64
+import random
+import ssl
+import subprocess
+import time
+
+import bcrypt
+import httpx
+import pytest
+
+from exporter.settings import ConfigError
+from exporter.simulator import Simulator, make_account
+from exporter.webconfig import BasicAuth, load_web_config
+from tests.conftest import TOKEN, clean_environ, exporter_command
+from tests.process import ExporterProcess
+from tests.tls import Pki, make_pki
+
+PASSWORD = "correct horse battery staple"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "web-config.yml"
+    path.write_text(text)
+    return path
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (": : :", "not valid YAML at line 1"),
+        ("- a list", "expected a mapping"),
+        ("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+         "tls_server_config.cert_file 'nope.crt' does not exist"),
+        ("tls_server_config:\n  key_file: k\n", "tls_server_config.cert_file is required"),
+        ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice is not a bcrypt hash"),
+        ("basic_auth_users:\n  alice: 42\n", "basic_auth_users.alice is not a bcrypt hash"),
+        ("tls_config:\n  cert_file: x\n", "unsupported key 'tls_config'"),
+        ("http_server_config:\n  http2: true\n", "unsupported key 'http_server_config'"),
+    ],
+)  # fmt: skip
+def test_bad_files_are_refused_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as raised:
+        load_web_config(str(write(tmp_path, text)))
+    assert message in str(raised.value)
+    assert "--web.config.file" in str(raised.value)
+
+
+def test_an_unreadable_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_web_config(str(tmp_path / "missing.yml"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("  min_version: TLS99\n", "min_version 'TLS99'"),
+        ("  client_auth_type: RequireAnyClientCert\n", "'RequireAnyClientCert' is not supported"),
+        ("  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file is required"),
+        ("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "unsupported key 'cipher_suites'"),
+    ],
+)
+def test_bad_tls_settings_are_refused(tmp_path, pki, extra, message):
+    text = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    with pytest.raises(ConfigError, match=message):
+        load_web_config(str(write(tmp_path, text + extra)))
+
+
+def test_a_key_that_does_not_match_the_certificate_is_refused(tmp_path, pki):
+    text = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.client_key}\n"
+    with pytest.raises(ConfigError, match="the key matches the certificate"):
+        load_web_config(str(write(tmp_path, text)))
+
+
+def test_paths_are_relative_to_the_file(tmp_path, pki):
+    config = pki.server_cert.parent / "web.yml"
+    config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    loaded = load_web_config(str(config))
+    assert loaded.ssl_context is not None
+    assert loaded.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_basic_auth_accepts_only_the_right_password():
+    auth = BasicAuth({"prometheus": HASH.encode()})
+    assert auth.remembered(basic("prometheus", PASSWORD)) is None  # not seen yet
+    assert auth.check(basic("prometheus", PASSWORD)) is True
+    assert auth.remembered(basic("prometheus", PASSWORD)) is True  # no second bcrypt
+    assert auth.check(basic("prometheus", "wrong")) is False
+    assert auth.remembered(basic("prometheus", "wrong")) is None
+    assert auth.check(basic("nobody", PASSWORD)) is False
+    for header in (None, "", "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"nocolon")
+                   .decode()):  # fmt: skip
+        assert auth.check(header) is False
+        assert auth.remembered(header) is False
+
+
+def test_a_bad_web_config_exits_2_with_one_line(tmp_path):
+    path = write(tmp_path, "basic_auth_users:\n  alice: not-a-hash\n")
+    result = subprocess.run(
+        exporter_command("--web.config.file", str(path)),
+        env=clean_environ(CLOUDFLARE_API_TOKEN=TOKEN), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "basic_auth_users.alice" in result.stderr
+
+
+@pytest.fixture
+def secured(tmp_path, pki, serve_simulator):
+    """An exporter process behind TLS (client certificates optional) and basic auth."""
+
+    def start(client_auth: str = "NoClientCert") -> ExporterProcess:
+        account = make_account(random.Random(3), "Secure", 5)
+        url = serve_simulator(Simulator([account]))
+        config = write(tmp_path, (
+            f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+            f"  client_auth_type: {client_auth}\n  client_ca_file: {pki.ca}\n"
+            f"basic_auth_users:\n  prometheus: {HASH}\n"
+        ))  # fmt: skip
+        return ExporterProcess(
+            "--cloudflare.api-url", url, "--web.config.file", str(config),
+            CLOUDFLARE_API_TOKEN=TOKEN,
+        )  # fmt: skip
+
+    return start
+
+
+def client(pki: Pki, *, cert: tuple[str, str] | None = None) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    return httpx.Client(verify=context, timeout=10)
+
+
+def test_tls_and_basic_auth_guard_everything_but_the_probes(secured, pki):
+    with secured() as exporter:
+        base = exporter.url.replace("http://", "https://")
+        with client(pki) as https:
+            deadline = time.monotonic() + 20
+            while https.get(f"{base}/readyz").status_code != 200:  # no credentials needed
+                assert time.monotonic() < deadline, "never ready"
+                time.sleep(0.05)
+            assert https.get(f"{base}/healthz").status_code == 200
+            for path in ("/metrics", "/"):
+                refused = https.get(f"{base}{path}")
+                assert refused.status_code == 401
+                assert refused.headers["www-authenticate"].startswith("Basic realm=")
+                wrong = https.get(f"{base}{path}", auth=("prometheus", "wrong"))
+                assert wrong.status_code == 401
+                right = https.get(f"{base}{path}", auth=("prometheus", PASSWORD))
+                assert right.status_code == 200
+                assert ("cloudflare_oauth_clients{" if path == "/metrics" else "Secure") in (
+                    right.text
+                )
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{exporter.url}/healthz", timeout=5)  # plain HTTP is not served
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_ca(secured, pki):
+    with secured("RequireAndVerifyClientCert") as exporter:
+        base = exporter.url.replace("http://", "https://")
+        with client(pki, cert=(str(pki.client_cert), str(pki.client_key))) as trusted:
+            assert trusted.get(f"{base}/healthz").status_code == 200
+            metrics = trusted.get(f"{base}/metrics", auth=("prometheus", PASSWORD))
+            assert metrics.status_code == 200
+        for cert in (None, (str(pki.other_client_cert), str(pki.other_client_key))):
+            with client(pki, cert=cert) as untrusted, pytest.raises(httpx.HTTPError):
+                untrusted.get(f"{base}/healthz")
