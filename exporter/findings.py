@@ -1,8 +1,8 @@
 """Security-posture findings: pure rules from one OAuth client to the risks it shows.
 
-Each rule follows OAuth 2.0 (RFC 6749), its Security Best Current Practice (RFC 9700) or OAuth for
-native apps (RFC 8252); the README defines them with their reasons and references. A URI that cannot be parsed is the
-finding `invalid_uri` and counts for no other URI rule: it is never a crash.
+Each rule follows OAuth 2.0 (RFC 6749), its Security Best Current Practice (RFC 9700) or OAuth
+for native apps (RFC 8252); the README defines them with their reasons and references. A URI that
+cannot be parsed is the finding `invalid_uri` and counts for no other URI rule: never a crash.
 """
 
 from __future__ import annotations
