@@ -6,8 +6,9 @@ for "none verified"; values the API sends that are not documented are kept under
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -74,16 +75,42 @@ def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord
     )
 
 
-def select_clients(
-    records: Iterable[ClientRecord], limit: int
-) -> tuple[tuple[ClientRecord, ...], tuple[ClientRecord, ...]]:
-    """(kept, dropped): at most `limit` clients, those holding findings first, then by id.
+class ClientSelection:
+    """At most `limit` client records, chosen while pages stream in, so memory stays bounded.
 
-    The order is stable across refreshes, so the same clients keep their series; and when the
-    cap bites, the clients a security team needs to see are the ones that stay.
+    Clients holding findings come first, then by client id: a stable choice across refreshes, so
+    the same clients keep their series, and when the cap bites the clients a security team needs
+    are the ones that stay. `dropped` sums `cost` (the series a record would add) of the rest.
     """
-    ordered = sorted(records, key=lambda record: (not record.findings, record.client_id))
-    return tuple(ordered[:limit]), tuple(ordered[limit:])
+
+    def __init__(self, limit: int, cost: Callable[[ClientRecord], int]) -> None:
+        self._limit = limit
+        self._cost = cost
+        self._worst_first: list[_Ranked] = []  # a heap whose top is the worst record kept
+        self.dropped = 0
+
+    def add(self, record: ClientRecord) -> None:
+        ranked = _Ranked(record)
+        if len(self._worst_first) < self._limit:
+            heapq.heappush(self._worst_first, ranked)
+            return
+        if self._worst_first and self._worst_first[0] < ranked:
+            ranked = heapq.heapreplace(self._worst_first, ranked)
+        self.dropped += self._cost(ranked.record)
+
+    def kept(self) -> tuple[ClientRecord, ...]:
+        return tuple(r.record for r in sorted(self._worst_first, key=lambda r: r.key))
+
+
+class _Ranked:
+    __slots__ = ("key", "record")
+
+    def __init__(self, record: ClientRecord) -> None:
+        self.record = record
+        self.key = (not record.findings, record.client_id)
+
+    def __lt__(self, other: _Ranked) -> bool:
+        return self.key > other.key  # reversed: heapq keeps the worst on top
 
 
 class ClientCounter:
@@ -123,6 +150,10 @@ class ClientCounter:
             self._response_type[response_type] += 1
         for finding in findings:
             self._finding[finding] += 1
+
+    @property
+    def total(self) -> int:
+        return self._total
 
     def result(self) -> ClientCounts:
         return ClientCounts(

@@ -209,7 +209,9 @@ class CloudflareAPI:
                         response = await self._http.send(request)
                 except (TimeoutError, httpx.TimeoutException):
                     code, failure = "timeout", f"no answer within {self._timeout:g}s"
-                except httpx.TransportError as error:
+                except httpx.DecodingError:
+                    code, failure = "decode_error", "the body could not be decoded"
+                except httpx.RequestError as error:
                     code, failure = (
                         "connection_error",
                         f"connection failed ({type(error).__name__})",
@@ -246,13 +248,13 @@ class CloudflareAPI:
         """The body of a non-retryable answer: the envelope on success, else an ApiError."""
         try:
             envelope = parse_envelope(json.loads(response.content))
-        except (ValueError, MalformedResponse) as error:
+        except (ValueError, RecursionError, MalformedResponse) as error:
             if response.status_code >= 400:
                 raise self._error(endpoint, response) from None
             reason = (
                 f"malformed response: {self._clean(str(error))}"
                 if isinstance(error, MalformedResponse)
-                else f"response is not JSON ({_content_type(response)})"
+                else f"response is not JSON ({self._clean(_content_type(response))})"
             )
             raise ApiError(endpoint, reason, status=response.status_code) from None
         if response.status_code >= 400 or not envelope.success:
@@ -265,7 +267,7 @@ class CloudflareAPI:
         if envelope is None:
             try:
                 envelope = parse_envelope(json.loads(response.content))
-            except (ValueError, MalformedResponse):
+            except (ValueError, RecursionError, MalformedResponse):
                 envelope = None
         if envelope is not None and envelope.errors:
             first = envelope.errors[0]
@@ -279,7 +281,7 @@ class CloudflareAPI:
         if envelope is not None and not envelope.success:
             reason = "the API answered success: false without errors"
         else:
-            reason = f"{response.reason_phrase or 'error'} ({_content_type(response)})"
+            reason = self._clean(f"{response.reason_phrase or 'error'} ({_content_type(response)})")
         return ApiError(endpoint, reason, status=response.status_code)
 
     def _observe(self, endpoint: str, code: str) -> None:
@@ -292,14 +294,16 @@ class CloudflareAPI:
         return delay * (1 - 0.25 * random.random())
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds or an HTTP date; anything unreadable falls back to the usual backoff."""
         value = response.headers.get("Retry-After", "").strip()
         seconds: float | None = None
-        if value.isdigit():
-            seconds = float(value)
-        elif value:
-            moment = email.utils.parsedate_to_datetime(value) if "," in value else None
-            if moment is not None:
-                seconds = moment.timestamp() - time.time()
+        try:
+            if value.isascii() and value.isdigit():
+                seconds = float(value)
+            elif value:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (ValueError, TypeError, OverflowError, IndexError):
+            seconds = None
         if seconds is None or seconds < 0:
             seconds = self._backoff(attempt)
         return min(seconds, self._retry_after_cap)

@@ -80,7 +80,7 @@ def _parse(uri: str) -> tuple[str, str]:
     A URI without an authority (`com.example.app:/callback`, RFC 8252's private-use schemes) is
     valid and has host "". An authority must hold a host and, if any, a port in 0-65535.
     """
-    if not uri or not _SCHEME.match(uri) or any(c.isspace() or ord(c) < 32 for c in uri):
+    if not uri or not _SCHEME.match(uri) or not uri.isprintable() or " " in uri:
         raise _Unparsable(uri)
     try:
         parts = urlsplit(uri)

@@ -8,6 +8,7 @@ number of clients.
 
 from __future__ import annotations
 
+import gzip
 import math
 import threading
 import time
@@ -222,19 +223,6 @@ ACCOUNT_FAMILIES: tuple[Family, ...] = (
     ),
 )
 
-_TIMESTAMPS: tuple[Callable[[ClientRecord], str | None], ...] = (
-    lambda c: c.created_at,
-    lambda c: c.updated_at,
-    lambda c: c.promoted_at,
-)
-
-
-def per_client_series(record: ClientRecord) -> int:
-    """How many series one client adds with --metrics.per-client."""
-    times = sum(unix_seconds(when(record)) is not None for when in _TIMESTAMPS)
-    return 2 + times + len(record.findings)  # info and rotated_secret_pending, always
-
-
 RenderedAccount = tuple[bytes, ...]  # one chunk of sample lines per ACCOUNT_FAMILIES entry
 
 
@@ -339,6 +327,17 @@ class ExpositionStore:
         self._process_body = b""
         self._process_rendered_at = float("-inf")
         self._full: bytes | None = None
+        self._gzip = b""
+        self._gzip_of: bytes | None = None  # the body _gzip was made from
+
+    def per_client_series(self, record: ClientRecord) -> int:
+        """The series one client adds with --metrics.per-client, counting only what is exported."""
+        alone = AccountSnapshot("", None, True, None, None, 0.0, clients=(record,))
+        return sum(
+            len(list(family.samples(alone)))
+            for family in self._families
+            if family.per_client and family.name != "cloudflare_oauth_per_client_series_dropped"
+        )
 
     def put(self, snapshot: AccountSnapshot) -> None:
         rendered = render_account(snapshot, self._families)
@@ -385,6 +384,15 @@ class ExpositionStore:
                 self._full = b"".join((self._body, self._dynamic, process))
             return self._full
 
+    def render_gzip(self) -> bytes:
+        """`render()` gzipped, compressed again only when it changed (Prometheus asks for gzip)."""
+        body = self.render()
+        with self._lock:
+            if self._gzip_of is not body:
+                self._gzip = gzip.compress(body, compresslevel=1, mtime=0)
+                self._gzip_of = body
+            return self._gzip
+
     def _join_accounts(self) -> bytes:
         ordered = [self._accounts[account] for account in sorted(self._accounts)]
         parts: list[bytes] = []
@@ -409,7 +417,7 @@ class ExpositionStore:
                 _header(
                     "cloudflare_oauth_api_requests_total",
                     "Cloudflare API requests sent by the background refresh, by endpoint and HTTP "
-                    "status code (or timeout / connection_error).",
+                    "status code (or timeout, connection_error, decode_error).",
                     "counter",
                 )
             )

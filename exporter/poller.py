@@ -13,11 +13,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from exporter.aggregation import ClientCounter, ClientRecord, client_record, select_clients
+from exporter.aggregation import ClientCounter, ClientSelection, client_record
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
 from exporter.findings import client_findings
-from exporter.metrics import ExpositionStore, per_client_series
+from exporter.metrics import ExpositionStore
 from exporter.model import Account
 from exporter.ratelimit import Sleep
 from exporter.sharding import Shard
@@ -58,7 +58,6 @@ class Poller:
         self._per_client_limit = per_client_limit
         self._snapshots: dict[str, AccountSnapshot] = {}
         self.ready = False
-        self.cycles = 0
 
     @property
     def snapshots(self) -> Mapping[str, AccountSnapshot]:
@@ -68,7 +67,12 @@ class Poller:
         """Refresh every interval until cancelled; an overrunning refresh is followed at once."""
         while True:
             started = self._monotonic()
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:
+                # A bug must cost one refresh, not every later one: the numbers go stale (and
+                # alerts say so) but the next interval tries again.
+                log.exception("refresh crashed; trying again next interval")
             elapsed = self._monotonic() - started
             await self._sleep(max(0.0, self._interval - elapsed))
 
@@ -97,7 +101,6 @@ class Poller:
                 group.create_task(worker())
 
         self.ready = True
-        self.cycles += 1
         elapsed = self._monotonic() - started
         requests = self._api.requests_sent - requests_before
         log.info(
@@ -116,12 +119,15 @@ class Poller:
     async def _discover(self) -> bool:
         try:
             accounts = await self._api.list_accounts()
-        except ApiError as error:
+        except Exception as error:
             self._store.set_discovery_up(False)
-            log.warning(
-                "account discovery failed; keeping the accounts found before",
-                extra={"err": str(error), "accounts": len(self._accounts)},
-            )
+            if isinstance(error, ApiError):
+                log.warning(
+                    "account discovery failed; keeping the accounts found before",
+                    extra={"err": str(error), "accounts": len(self._accounts)},
+                )
+            else:
+                log.exception("account discovery crashed; keeping the accounts found before")
             return False
         self._store.set_discovery_up(True)
         owned = [account for account in accounts if self._shard.owns(account.id)]
@@ -136,15 +142,19 @@ class Poller:
     async def _refresh_account(self, account: Account) -> bool:
         started = self._monotonic()
         counter = ClientCounter()
-        records: list[ClientRecord] | None = [] if self._per_client_limit is not None else None
+        selection = (
+            ClientSelection(self._per_client_limit, self._store.per_client_series)
+            if self._per_client_limit is not None
+            else None
+        )
         error: str | None = None
         try:
             async for page in self._api.oauth_client_pages(account.id):
                 for client in page:
                     findings = client_findings(client)
                     counter.add(client, findings)
-                    if records is not None:
-                        records.append(client_record(client, findings))
+                    if selection is not None:
+                        selection.add(client_record(client, findings))
         except ApiError as api_error:
             error = str(api_error)
             log.warning(
@@ -159,7 +169,8 @@ class Poller:
 
         previous = self._snapshots.get(account.id)
         if error is None:
-            kept, dropped = select_clients(records or (), self._per_client_limit or 0)
+            kept = selection.kept() if selection is not None else ()
+            dropped = selection.dropped if selection is not None else 0
             snapshot = AccountSnapshot(
                 account_id=account.id,
                 account_name=account.name,
@@ -168,13 +179,13 @@ class Poller:
                 last_success=self._clock(),
                 refresh_duration=duration,
                 clients=kept,
-                dropped_client_series=sum(map(per_client_series, dropped)),
+                dropped_client_series=dropped,
             )
             if dropped:
                 log.warning(
                     "per-client series capped by --metrics.per-client-limit",
-                    extra={"account_id": account.id, "clients": len(records or ()),
-                           "kept": len(kept), "dropped_series": snapshot.dropped_client_series},
+                    extra={"account_id": account.id, "clients": counter.total,
+                           "kept": len(kept), "dropped_series": dropped},
                 )  # fmt: skip
         elif previous is not None:
             snapshot = previous.failed(error, duration, account.name)

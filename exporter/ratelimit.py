@@ -46,16 +46,15 @@ class SlidingWindowLimiter:
         self._lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[float]:
-        """Wait for budget and spend one request of it; yields the seconds spent waiting."""
-        stamp, waited = await self._admit()
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for budget and spend one request of it, for the duration of the request."""
+        stamp = await self._admit()
         try:
-            yield waited
+            yield
         finally:
             stamp[0] = self._clock()
 
-    async def _admit(self) -> tuple[list[float], float]:
-        waited = 0.0
+    async def _admit(self) -> list[float]:
         async with self._lock:
             while True:
                 now = self._clock()
@@ -69,15 +68,9 @@ class SlidingWindowLimiter:
                     stamp = [now]
                     if self.limit:
                         self._stamps.append(stamp)
-                    return stamp, waited
+                    return stamp
                 await self._sleep(delay)
-                waited += delay
 
     def pause_for(self, seconds: float) -> None:
         """The server asked us to stop for `seconds`: nobody sends until then."""
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
-
-    def spent(self) -> int:
-        """Requests counted in the current window."""
-        now = self._clock()
-        return sum(1 for stamp in self._stamps if stamp[0] > now - self.window)

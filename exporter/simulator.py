@@ -46,6 +46,7 @@ class Fault:
     content_type: str = "application/json"
     retry_after: str | None = None
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def api_error(cls, status: int, code: int, message: str) -> Fault:
@@ -351,6 +352,7 @@ class Simulator:
             response = _error_response(fault.status, fault.code or 1000, fault.message or "error")
         if fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
+        response.headers.update(fault.headers)
         return response
 
 

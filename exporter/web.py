@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -36,6 +37,7 @@ class Health(Protocol):
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _CONTENT_TYPE = CONTENT_TYPE.encode()
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_MAX_BCRYPT_PENDING = 8
 _CHALLENGE = [
     (b"www-authenticate", b'Basic realm="cloudflare-oauth-exporter", charset="UTF-8"'),
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -69,7 +71,13 @@ def create_app(
         page = render_status_page(
             snapshots(), telemetry_path=telemetry_path, now=clock(), per_client=per_client
         )
-        return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     router = Starlette(
         routes=[
@@ -99,32 +107,61 @@ class ExporterApp:
         self._store = store
         self._telemetry_path = telemetry_path
         self._basic_auth = basic_auth
+        self._bcrypt = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self._bcrypt_pending = 0
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if self._basic_auth is not None and scope["path"] not in _OPEN_PATHS:
-                raw = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-                header = raw.decode("latin-1")
-                allowed = self._basic_auth.remembered(header)
-                if allowed is None:
-                    # bcrypt takes tens of milliseconds: off the event loop, which keeps serving.
-                    allowed = await asyncio.to_thread(self._basic_auth.check, header)
-                if not allowed:
-                    await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
-                    return
+            guarded = self._basic_auth is not None and scope["path"] not in _OPEN_PATHS
+            if guarded and not await self._authorized(scope):
+                await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
+                return
             if scope["path"] == self._telemetry_path:
-                await self._metrics(scope["method"], send)
+                encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
+                await self._metrics(scope["method"], encoding, send)
                 return
         await self.router(scope, receive, send)
 
-    async def _metrics(self, method: str, send: Send) -> None:
+    async def _authorized(self, scope: Scope) -> bool:
+        assert self._basic_auth is not None
+        raw = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        header = raw.decode("latin-1")
+        allowed = self._basic_auth.remembered(header)
+        if allowed is not None:
+            return allowed
+        # bcrypt takes tens of milliseconds: on threads of its own, so neither the event loop nor
+        # the default executor (which resolves the API's host name) waits behind a flood of bad
+        # passwords; past a few at once, the answer is no without asking bcrypt.
+        if self._bcrypt_pending >= _MAX_BCRYPT_PENDING:
+            return False
+        self._bcrypt_pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._bcrypt, self._basic_auth.check, header)
+        finally:
+            self._bcrypt_pending -= 1
+
+    async def _metrics(self, method: str, accept_encoding: bytes, send: Send) -> None:
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
             return
-        body = self._store.render()
-        headers = [(b"content-type", _CONTENT_TYPE), (b"content-length", b"%d" % len(body))]
+        if _accepts_gzip(accept_encoding):
+            body = self._store.render_gzip()
+            headers = [(b"content-type", _CONTENT_TYPE), (b"content-encoding", b"gzip")]
+        else:
+            body = self._store.render()
+            headers = [(b"content-type", _CONTENT_TYPE)]
+        headers += [(b"vary", b"accept-encoding"), (b"content-length", b"%d" % len(body))]
         await _respond(send, 200, headers, body if method == "GET" else b"")
+
+
+def _accepts_gzip(header: bytes) -> bool:
+    for part in header.lower().split(b","):
+        coding, _, params = part.strip().partition(b";")
+        if coding.strip() == b"gzip":
+            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
+    return False
 
 
 async def _respond(

@@ -6,9 +6,9 @@ from exporter.aggregation import (
     MAX_NAME_LENGTH,
     ClientCounter,
     ClientCounts,
+    ClientSelection,
     client_record,
     count_clients,
-    select_clients,
 )
 from exporter.findings import client_findings
 from exporter.model import OAuthClient
@@ -167,10 +167,27 @@ def test_client_record_keeps_what_per_client_metrics_need():
 def test_the_per_client_cap_keeps_clients_with_findings_first_then_by_id():
     records = [
         client_record(client(n), frozenset({"implicit_grant"}) if n in (5, 9) else frozenset())
-        for n in (3, 9, 1, 5, 7)
+        for n in (3, 9, 1, 5, 7, 2)
     ]
-    kept, dropped = select_clients(records, 3)
-    assert [r.client_id for r in kept] == ["c5", "c9", "c1"]
-    assert [r.client_id for r in dropped] == ["c3", "c7"]
-    assert select_clients(records, 0) == ((), tuple(sorted(records, key=lambda r: (
-        not r.findings, r.client_id))))  # fmt: skip
+    selection = ClientSelection(3, cost=lambda record: int(record.client_id[1:]))
+    for record in records:
+        selection.add(record)
+    assert [r.client_id for r in selection.kept()] == ["c5", "c9", "c1"]
+    assert selection.dropped == 3 + 7 + 2  # the costs of c3, c7 and c2
+
+
+def test_the_selection_never_holds_more_than_its_limit():
+    selection = ClientSelection(10, cost=lambda record: 1)
+    for n in range(10_000):
+        selection.add(client_record(client(n), frozenset()))
+        assert len(selection._worst_first) <= 10
+    assert len(selection.kept()) == 10
+    assert selection.dropped == 9_990
+    assert [r.client_id for r in selection.kept()] == sorted(f"c{n}" for n in range(10_000))[:10]
+
+
+def test_a_zero_limit_keeps_nothing():
+    selection = ClientSelection(0, cost=lambda record: 2)
+    selection.add(client_record(client(1), frozenset({"implicit_grant"})))
+    assert selection.kept() == ()
+    assert selection.dropped == 2

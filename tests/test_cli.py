@@ -253,13 +253,15 @@ def test_the_token_never_appears_in_logs_output_or_metrics(serve_simulator):
 
 def test_legacy_key_never_appears_either(serve_simulator):
     key = "legacy-global-key-0123456789abcdef"
-    alpha, _ = scenario()
-    url = serve_simulator(Simulator([alpha], tokens=(), email="ops@example.com", key=key))
+    alpha, beta = scenario()
+    beta.fault = Fault.api_error(403, 9103, f"Unknown X-Auth-Key {key}")  # an echoing API
+    url = serve_simulator(Simulator([alpha, beta], tokens=(), email="ops@example.com", key=key))
     result = run(
         "--once", "--cloudflare.api-url", url, "--log.level", "debug",
         CLOUDFLARE_API_EMAIL="ops@example.com", CLOUDFLARE_API_KEY=key,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1
+    assert "Unknown X-Auth-Key [REDACTED]" in result.stderr
     assert key not in result.stdout + result.stderr
 
 

@@ -221,6 +221,43 @@ def test_429_waits_retry_after_then_retries(serve_simulator):
     assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 2
 
 
+@pytest.mark.parametrize(
+    "retry_after",
+    ["Mon, garbage", "²", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", "99999999999999999999"],
+)
+def test_odd_retry_after_values_fall_back_to_backoff(serve_simulator, retry_after):
+    target = account(10)
+    target.faults.append(Fault(status=429, code=971, message="slow down", retry_after=retry_after))
+    url = serve_simulator(Simulator([target]))
+    clients, _, codes = list_clients(url, target.id, retry_after_cap=0.2)
+    assert len(clients) == 10
+    assert codes == Counter({(CLIENTS, "429"): 1, (CLIENTS, "200"): 1})
+
+
+def test_a_retry_after_date_is_honoured(serve_simulator):
+    import email.utils
+
+    target = account(10)
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    target.faults.append(Fault(status=429, code=971, message="slow down", retry_after=when))
+    url = serve_simulator(Simulator([target]))
+    started = time.monotonic()
+    clients, _, _ = list_clients(url, target.id)
+    assert len(clients) == 10
+    assert time.monotonic() - started >= 0.9  # HTTP dates have whole seconds
+
+
+def test_a_body_that_cannot_be_decoded_is_reported_not_raised(serve_simulator):
+    target = account(10)
+    broken = Fault(status=200, body="not gzip at all", content_type="application/json")
+    broken.headers = {"Content-Encoding": "gzip"}
+    target.fault = broken
+    url = serve_simulator(Simulator([target]))
+    with pytest.raises(ApiError, match="could not be decoded") as raised:
+        list_clients(url, target.id, max_retries=1)
+    assert raised.value.status is None
+
+
 def test_retry_after_is_capped(serve_simulator):
     target = account(10)
     target.faults.append(Fault.rate_limited(retry_after=3600))
@@ -278,6 +315,7 @@ def test_connection_errors_are_retried_then_reported():
         (Fault(status=200, body='{"success": true, "result": null}'), "'result' is not a list"),
         (Fault(status=200, body='{"result": []}'), "boolean 'success'"),
         (Fault(status=200, body="[]"), "expected a JSON object"),
+        (Fault(status=200, body="[" * 100_000 + "]" * 100_000), "not JSON"),  # too deep to parse
     ],
 )
 def test_malformed_answers_are_errors_not_crashes(serve_simulator, fault, reason):
@@ -346,12 +384,6 @@ def test_ratelimit_header_with_nothing_left_pauses_before_a_429(serve_simulator)
     assert time.monotonic() - started >= 0.9
     assert sim.rate_limited == 0
     assert codes == Counter({(CLIENTS, "200"): 2})
-
-
-def test_the_client_repr_shows_no_credential(serve_simulator):
-    client = CloudflareAPI("http://127.0.0.1:1/client/v4", AUTH)
-    assert TOKEN not in repr(client)
-    asyncio.run(client.aclose())
 
 
 def test_make_client_covers_every_documented_value():

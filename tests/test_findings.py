@@ -42,6 +42,8 @@ def findings(**fields) -> set[str]:
         ("http:/cb", {"invalid_uri"}),
         ("https://exa mple.com/cb", {"invalid_uri"}),
         ("https://example.com/c\nb", {"invalid_uri"}),
+        ("https://exa\x7fmple.com/cb", {"invalid_uri"}),  # DEL is a control character
+        ("https://example.com/\u00a0cb", {"invalid_uri"}),  # so is a no-break space here
         ("", {"invalid_uri"}),
         ("not a uri", {"invalid_uri"}),
         ("/relative/callback", {"invalid_uri"}),

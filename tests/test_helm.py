@@ -1021,3 +1021,14 @@ def test_bad_web_and_metrics_values_are_refused(chart, values, message):
     with pytest.raises(helm_python.HelmError) as raised:
         chart.render(merged(WITH_TOKEN, values), name="demo", namespace="monitoring-apps")
     assert message in str(raised.value)
+
+
+def test_shards_sharing_one_token_share_its_rate_limit(render):
+    shared = render(merged(WITH_TOKEN, {"replicas": 3, "sharding": {"enabled": True},
+                                        "cloudflare": {"rateLimit": 1000}}))  # fmt: skip
+    assert "--cloudflare.rate-limit=333" in shared.container["args"]
+    own = render(scenario_values("sharding-values.yaml"))
+    assert "--cloudflare.rate-limit=1000" in own.container["args"]  # a token each: full budget
+    unlimited = render(merged(WITH_TOKEN, {"replicas": 3, "sharding": {"enabled": True},
+                                           "cloudflare": {"rateLimit": 0}}))  # fmt: skip
+    assert "--cloudflare.rate-limit=0" in unlimited.container["args"]

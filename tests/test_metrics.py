@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aggregation import ClientRecord, count_clients
-from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore, per_client_series, render_account
+from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore, render_account
 from exporter.model import OAuthClient
 from exporter.snapshot import AccountSnapshot
 
@@ -310,9 +310,17 @@ def test_per_client_families_render_exactly(name, expected):
     assert family_text(PER_CLIENT, name) == expected
 
 
-def test_per_client_series_counts_what_a_client_would_add():
-    assert per_client_series(RISKY) == 2 + 1 + 2  # info, rotated; one readable time; 2 findings
-    assert per_client_series(CLEAN) == 2
+def test_per_client_series_counts_what_a_client_would_add_as_exported():
+    store = ExpositionStore(
+        discovering=False, refresh_interval=300, process_metrics=False, per_client=True
+    )
+    assert store.per_client_series(RISKY) == 2 + 1 + 2  # info, rotated; a readable time; 2 findings
+    assert store.per_client_series(CLEAN) == 2
+    no_findings = ExpositionStore(
+        discovering=False, refresh_interval=300, process_metrics=False, per_client=True,
+        keep=lambda name: name != "cloudflare_oauth_client_finding",
+    )  # fmt: skip
+    assert no_findings.per_client_series(RISKY) == 3  # denied families are not "dropped"
 
 
 def test_per_client_families_only_appear_when_enabled():

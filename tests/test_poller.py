@@ -337,3 +337,46 @@ def test_a_failed_account_keeps_its_last_per_client_series(serve_simulator):
     harness.refresh()
     assert harness.value("cloudflare_oauth_account_up", account_id=only.id) == 0
     assert len(harness.samples()["cloudflare_oauth_client_info"]) == 4
+
+
+def test_a_crash_in_discovery_is_a_failed_discovery_not_a_dead_loop(serve_simulator, caplog):
+    (only,) = accounts(1)
+    url = serve_simulator(Simulator([only]))
+    harness = Harness(url)
+    harness.refresh()
+
+    async def explode() -> list:
+        raise RuntimeError("a bug in discovery")
+
+    harness.api.list_accounts = explode  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="exporter.poller"):
+        assert harness.refresh() is False
+    assert harness.value("cloudflare_oauth_discovery_up") == 0
+    assert harness.value("cloudflare_oauth_account_up", account_id=only.id) == 1  # still read
+    assert any("discovery crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_refresh_loop_survives_a_crashing_refresh(serve_simulator, caplog):
+    url = serve_simulator(Simulator(accounts(1)))
+    harness = Harness(url)
+    calls = []
+
+    async def refresh() -> bool:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return True
+
+    async def sleep(_: float) -> None:
+        if len(calls) >= 3:
+            raise asyncio.CancelledError  # stop the endless loop after three refreshes
+
+    harness.poller.refresh = refresh  # type: ignore[method-assign]
+    harness.poller._sleep = sleep
+    with (
+        caplog.at_level(logging.ERROR, logger="exporter.poller"),
+        pytest.raises(asyncio.CancelledError),
+    ):
+        harness.run(harness.poller.run())
+    assert calls == [0, 1, 2]
+    assert any("refresh crashed" in r.getMessage() for r in caplog.records)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from exporter.aggregation import count_clients
 from exporter.metrics import CONTENT_TYPE, ExpositionStore
@@ -46,7 +48,7 @@ def request(app, method: str, path: str) -> httpx.Response:
     async def fetch() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
-            return await client.request(method, path)
+            return await client.request(method, path, headers={"Accept-Encoding": "identity"})
 
     return asyncio.run(fetch())
 
@@ -97,3 +99,49 @@ def test_landing_page_links_every_endpoint():
     assert response.headers["content-type"].startswith("text/html")
     for link in ('href="/probe"', 'href="/healthz"', 'href="/readyz"'):
         assert link in response.text
+
+
+def gzip_request(app, accept_encoding: str | None) -> httpx.Response:
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Accept-Encoding": accept_encoding} if accept_encoding is not None else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            request = client.build_request("GET", "/metrics", headers=headers)
+            if accept_encoding is None:
+                request.headers.pop("accept-encoding", None)
+            return await client.send(request)
+
+    return asyncio.run(fetch())
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip", True),
+        ("br, gzip;q=0.5", True),
+        ("GZIP", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        (None, False),
+    ],
+)
+def test_metrics_are_gzipped_when_the_scraper_asks(accept, gzipped):
+    app, store = make_app(FakeHealth())
+    response = gzip_request(app, accept)
+    assert response.status_code == 200
+    assert response.headers["vary"] == "accept-encoding"
+    assert (response.headers.get("content-encoding") == "gzip") is gzipped
+    assert response.content == store.render()  # httpx decodes the gzip
+    if gzipped:
+        assert int(response.headers["content-length"]) == len(store.render_gzip())
+        assert gzip.decompress(store.render_gzip()) == store.render()
+
+
+def test_the_status_page_forbids_scripts_framing_and_sniffing():
+    app, _ = make_app(FakeHealth())
+    response = get(app, "/")
+    policy = response.headers["content-security-policy"]
+    for directive in ("default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"):
+        assert directive in policy
+    assert "script-src" not in policy
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -173,7 +173,12 @@ holding ": " or "#" cannot break the manifest.
 {{- end }}
 {{- $args = append $args (printf "--refresh.interval=%s" .Values.refreshInterval) }}
 {{- $args = append $args (printf "--cloudflare.concurrency=%d" (int $cf.concurrency)) }}
-{{- $args = append $args (printf "--cloudflare.rate-limit=%d" (int $cf.rateLimit)) }}
+{{- $rateLimit := int $cf.rateLimit }}
+{{- if and .Values.sharding.enabled (not .Values.sharding.existingSecrets) $rateLimit }}
+{{- /* Shards that share one token share its budget: each gets its part. */}}
+{{- $rateLimit = max 1 (div $rateLimit (int .Values.replicas)) }}
+{{- end }}
+{{- $args = append $args (printf "--cloudflare.rate-limit=%d" $rateLimit) }}
 {{- $args = append $args (printf "--cloudflare.timeout=%s" $cf.timeout) }}
 {{- $args = append $args (printf "--cloudflare.page-size=%d" (int $cf.pageSize)) }}
 {{- if .Values.sharding.enabled }}
