@@ -20,6 +20,7 @@ import hashlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import bcrypt
@@ -45,9 +46,6 @@ _CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-# bcrypt of a random password: checked against when the user is unknown, so a wrong user name
-# costs the same time as a wrong password.
-_DECOY = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=10))
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class WebConfig:
     ssl_context: ssl.SSLContext | None = None
     users: Mapping[str, bytes] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def basic_auth(self) -> BasicAuth | None:
         return BasicAuth(self.users) if self.users else None
 
@@ -70,6 +68,10 @@ class BasicAuth:
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = dict(users)
         self._passed: set[bytes] = set()
+        # Checked against when the user is unknown, at the users' own cost, so a wrong user name
+        # takes as long as a wrong password.
+        cost = max((int(hashed[4:6]) for hashed in self._users.values()), default=10)
+        self._decoy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=cost))
 
     def remembered(self, header: str | None) -> bool | None:
         """True for a credential that passed before, False for a malformed header, else None
@@ -86,7 +88,7 @@ class BasicAuth:
         if parsed is None:
             return False
         user, password = parsed
-        expected = self._users.get(user, _DECOY)
+        expected = self._users.get(user, self._decoy)
         try:
             ok = bcrypt.checkpw(password.encode(), expected) and user in self._users
         except ValueError:  # bcrypt refuses passwords over 72 bytes; so does Go's
@@ -96,7 +98,7 @@ class BasicAuth:
         return ok
 
     def _fingerprint(self, user: str, password: str) -> bytes:
-        expected = self._users.get(user, _DECOY)
+        expected = self._users.get(user, self._decoy)
         return hashlib.sha256(b"\0".join((user.encode(), password.encode(), expected))).digest()
 
 

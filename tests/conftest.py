@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,19 @@ def serve_simulator(simulator_thread: SimulatorThread) -> Callable[[Simulator], 
         return simulator_thread.url
 
     return start
+
+
+DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query in the committed Grafana dashboard."""
+    board = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def exporter_command(*args: str) -> list[str]:

@@ -7,9 +7,7 @@ import json
 import re
 
 from exporter.metrics import ACCOUNT_FAMILIES
-from tests.conftest import ROOT
-
-DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+from tests.conftest import DASHBOARD, ROOT, dashboard_queries
 
 
 def load_generator():
@@ -23,15 +21,6 @@ def load_generator():
     return module
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    board = json.loads(DASHBOARD.read_text())
-    return [
-        (panel["title"], target["expr"])
-        for panel in board["panels"]
-        for target in panel.get("targets", [])
-    ]
-
-
 def test_committed_json_matches_the_generator():
     assert DASHBOARD.read_text() == load_generator().render(), (
         "run: .venv/bin/python scripts/generate_dashboard.py"
@@ -39,7 +28,7 @@ def test_committed_json_matches_the_generator():
 
 
 def test_every_required_panel_is_there():
-    titles = {title for title, _ in panel_queries()}
+    titles = {title for title, _ in dashboard_queries()}
     for title in (
         "Clients per account", "By visibility", "By token endpoint auth method",
         "By client URI verification status", "Rotated secrets pending deletion", "Account up",
@@ -55,7 +44,7 @@ def test_queries_only_use_exported_metrics_and_known_variables():
         "cloudflare_oauth_exporter_build_info",
         "cloudflare_oauth_exporter_refresh_interval_seconds",
     }
-    for title, expr in panel_queries():
+    for title, expr in dashboard_queries():
         names = set(re.findall(r"\bcloudflare_oauth_[a-z_]+", expr))
         assert names, title
         assert names <= exported, title
@@ -67,6 +56,6 @@ def test_account_variable_feeds_every_per_account_panel():
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["account"]["includeAll"] is True
-    for title, expr in panel_queries():
+    for title, expr in dashboard_queries():
         if "cloudflare_oauth_api_requests_total" not in expr:
             assert 'account_id=~"$account"' in expr, title

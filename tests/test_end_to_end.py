@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import socket
@@ -19,12 +18,11 @@ import pytest
 import yaml
 
 from exporter.simulator import Fault, Simulator, make_account
-from tests.conftest import ROOT, TOKEN, require_tool
+from tests.conftest import ROOT, TOKEN, dashboard_queries, require_tool
 from tests.process import ExporterProcess
 from tests.tls import make_pki
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
-DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
 
 
 def free_port() -> int:
@@ -141,15 +139,6 @@ def _ready(url: str) -> bool:
         return False
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    board = json.loads(DASHBOARD.read_text())
-    return [
-        (panel["title"], target["expr"])
-        for panel in board["panels"]
-        for target in panel.get("targets", [])
-    ]
-
-
 def substitute(expr: str) -> str:
     return expr.replace("$account", ".*").replace("$__rate_interval", "15s")
 
@@ -160,7 +149,7 @@ def test_the_scrape_target_is_up(stack):
     assert sample["value"][1] == "1"
 
 
-@pytest.mark.parametrize(("title", "expr"), panel_queries())
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries())
 def test_every_dashboard_panel_returns_series(stack, title, expr):
     prometheus, _ = stack
     result = prometheus.query(substitute(expr))
