@@ -32,7 +32,6 @@ from exporter.serving import EmbeddedServer, bind_socket
 
 BASE_PATH = "/client/v4"
 DEFAULT_TOKEN = "simulator-token"  # noqa: S105 - a made-up credential the simulator accepts
-PAGING_MODES = ("pages", "ignore", "single")
 
 
 @dataclass
@@ -116,7 +115,9 @@ class SimAccount:
     name: str
     type: str = "standard"
     clients: list[dict[str, Any]] = field(default_factory=list)
-    paging: str = "pages"
+    paging: str = (
+        "pages"  # "pages", "ignore" (every page is the whole list) or "single" (no result_info)
+    )
     reported_total: int | None = None  # a total_count to report instead of the true one
     fault: Fault | None = None  # every request fails this way until cleared
     faults: deque[Fault] = field(default_factory=deque)  # the next requests fail, one each
@@ -173,13 +174,6 @@ class Simulator:
     def add(self, account: SimAccount) -> SimAccount:
         self.accounts[account.id] = account
         return account
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.status_counts.clear()
-            self.max_in_flight = 0
-            self.rate_limited = 0
 
     # --- endpoints -------------------------------------------------------------------------
 
