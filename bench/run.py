@@ -76,7 +76,7 @@ class Process:
             time.sleep(0.02)
         raise RuntimeError(f"never saw {pattern!r}:\n" + "\n".join(self.lines[-20:]))
 
-    def cpuparse_duration(self) -> float:
+    def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
@@ -249,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         # 1-3b: refreshes back to back (interval 1s, no budget), then /metrics during them.
         with exporter(api_url, "--refresh.interval", "1s", *flags) as (process, url):
             process.wait_for('"refresh finished"')  # the first one warms connections
-            cpu_before, done_before = process.cpuparse_duration(), len(process.refreshes())
+            cpu_before, done_before = process.cpu_seconds(), len(process.refreshes())
             while len(process.refreshes()) < done_before + args.refreshes:
                 time.sleep(0.05)
-            cpu = (process.cpuparse_duration() - cpu_before) / args.refreshes
+            cpu = (process.cpu_seconds() - cpu_before) / args.refreshes
             measured = process.refreshes()[done_before : done_before + args.refreshes]
-            requests = [int(r["requests"]) for r in measured]
+            requests = [int(str(r["requests"])) for r in measured]
             walls = [parse_duration(str(r["duration"])) for r in measured]
             seen = len(process.refreshes())
             busy = [wrk(f"{url}/metrics", args.seconds, args.connections) for _ in
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _median(loads: list[Load], attribute: str) -> float:
-    return statistics.median(getattr(load, attribute) for load in loads)
+    return float(statistics.median(getattr(load, attribute) for load in loads))
 
 
 def _table(rows: list[Row], args: argparse.Namespace, body_bytes: int) -> str:

@@ -1,32 +1,16 @@
-"""Shared fixtures: the project's API simulator on loopback, and real external tools."""
+"""pytest fixtures only; what tests share otherwise lives in `tests.support`."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import contextlib
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from exporter.simulator import DEFAULT_TOKEN, Simulator, SimulatorThread
-
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = DEFAULT_TOKEN
-
-
-def require_tool(name: str) -> str:
-    """The path of an external tool; in CI (CI=true) a missing tool fails the test, never skips."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed; the README's test command installs it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from exporter.simulator import Simulator
+from tests.support.simulator import SimulatorThread
+from tests.support.tools import require_tool
 
 
 @pytest.fixture
@@ -58,29 +42,31 @@ def serve_simulator(simulator_thread: SimulatorThread) -> Callable[[Simulator], 
     return start
 
 
-DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+@contextlib.contextmanager
+def _refuse_processes(item: pytest.Item) -> Iterator[None]:
+    """Around a test not marked slow, starting a process fails with the fix in the message."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+
+    def refuse(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{item.nodeid} starts a process: mark it pytest.mark.slow, so that "
+            '`scripts/test -m "not slow"` stays the fast loop'
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        yield
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every query in the committed Grafana dashboard."""
-    board = json.loads(DASHBOARD.read_text())
-    return [
-        (panel["title"], target["expr"])
-        for panel in board["panels"]
-        for target in panel.get("targets", [])
-    ]
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _refuse_processes(item):
+        return (yield)
 
 
-def exporter_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "exporter", *args]
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    """The test process's environment without any Cloudflare or exporter settings."""
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CLOUDFLARE_", "EXPORTER_"))
-    }
-    environ.update(extra)
-    return environ
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _refuse_processes(item):
+        return (yield)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT, clean_environ, require_tool
+import pytest
+
+from tests.support.tools import ROOT, clean_environ, require_tool
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 
 def test_the_benchmark_runs_and_prints_every_measure():

@@ -11,11 +11,14 @@ import subprocess
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
-from tests.conftest import TOKEN, clean_environ, exporter_command
-from tests.process import ExporterProcess
+from tests.support.exposition import samples
+from tests.support.process import ExporterProcess
+from tests.support.simulator import TOKEN
+from tests.support.tools import clean_environ, exporter_command
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 
 def run(*args: str, timeout: float = 60, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -27,14 +30,6 @@ def run(*args: str, timeout: float = 60, **environ: str) -> subprocess.Completed
     return subprocess.CompletedProcess(
         result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
     )
-
-
-def samples(exposition: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 def test_help_lists_every_flag():

@@ -15,7 +15,7 @@ from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import GlobalKeyAuth, Secret, TokenAuth
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
-from tests.conftest import TOKEN
+from tests.support.simulator import TOKEN
 
 AUTH = TokenAuth(Secret(TOKEN))
 CLIENTS = "/accounts/{account_id}/oauth_clients"
@@ -209,6 +209,7 @@ def test_backoff_grows_exponentially_with_jitter(serve_simulator):
         assert 0.75 * nominal <= seconds <= nominal
 
 
+@pytest.mark.slow
 def test_429_waits_retry_after_then_retries(serve_simulator):
     target = account(10)
     target.faults.append(Fault.rate_limited(retry_after=1))
@@ -221,6 +222,7 @@ def test_429_waits_retry_after_then_retries(serve_simulator):
     assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "retry_after",
     ["Mon, garbage", "²", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", "99999999999999999999"],
@@ -234,6 +236,7 @@ def test_odd_retry_after_values_fall_back_to_backoff(serve_simulator, retry_afte
     assert codes == Counter({(CLIENTS, "429"): 1, (CLIENTS, "200"): 1})
 
 
+@pytest.mark.slow
 def test_a_retry_after_date_is_honoured(serve_simulator):
     import email.utils
 
@@ -258,6 +261,7 @@ def test_a_body_that_cannot_be_decoded_is_reported_not_raised(serve_simulator):
     assert raised.value.status is None
 
 
+@pytest.mark.slow
 def test_retry_after_is_capped(serve_simulator):
     target = account(10)
     target.faults.append(Fault.rate_limited(retry_after=3600))
@@ -268,6 +272,7 @@ def test_retry_after_is_capped(serve_simulator):
     assert len(clients) == 10
 
 
+@pytest.mark.slow
 def test_timeouts_are_retried_and_reported(serve_simulator):
     target = account(10)
     target.faults.append(Fault.slow(2.0))
@@ -277,6 +282,7 @@ def test_timeouts_are_retried_and_reported(serve_simulator):
     assert codes == Counter({(CLIENTS, "timeout"): 1, (CLIENTS, "200"): 1})
 
 
+@pytest.mark.slow
 def test_timeouts_that_persist_fail_the_account(serve_simulator):
     target = account(10, fault=Fault.slow(2.0))
     url = serve_simulator(Simulator([target]))
@@ -337,6 +343,7 @@ def test_an_echoed_credential_is_redacted_from_errors(serve_simulator):
     assert TOKEN not in repr(raised.value.args)
 
 
+@pytest.mark.slow
 def test_concurrency_bounds_requests_in_flight(serve_simulator):
     accounts = [account(120, seed=n) for n in range(8)]
     url = serve_simulator(sim := Simulator(accounts, latency=0.05))
@@ -356,6 +363,7 @@ def test_concurrency_bounds_requests_in_flight(serve_simulator):
     assert sim.max_in_flight == 3
 
 
+@pytest.mark.slow
 def test_the_client_side_budget_prevents_429s(serve_simulator):
     # The simulator enforces 12 requests per 2 s window (and blocks 2 s past it).
     accounts = [account(100, seed=n) for n in range(10)]  # 2 pages each: 20 requests
@@ -375,6 +383,7 @@ def test_the_client_side_budget_prevents_429s(serve_simulator):
     assert sim.status_counts[429] == 0
 
 
+@pytest.mark.slow
 def test_ratelimit_header_with_nothing_left_pauses_before_a_429(serve_simulator):
     target = account(100)
     url = serve_simulator(sim := Simulator([target], rate_limit=1, rate_window=1, rate_block=30))

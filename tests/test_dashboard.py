@@ -7,7 +7,7 @@ import json
 import re
 
 from exporter.metrics import ACCOUNT_FAMILIES
-from tests.conftest import DASHBOARD, ROOT, dashboard_queries
+from tests.support.tools import DASHBOARD, ROOT, dashboard_queries
 
 
 def load_generator():

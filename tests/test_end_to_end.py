@@ -18,9 +18,12 @@ import pytest
 import yaml
 
 from exporter.simulator import Fault, Simulator, make_account
-from tests.conftest import ROOT, TOKEN, dashboard_queries, require_tool
-from tests.process import ExporterProcess
-from tests.tls import make_pki
+from tests.support.process import ExporterProcess
+from tests.support.simulator import TOKEN
+from tests.support.tls import make_pki
+from tests.support.tools import ROOT, dashboard_queries, require_tool
+
+pytestmark = pytest.mark.slow  # every test here starts a process
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 
@@ -28,23 +31,25 @@ RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class Prometheus:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def query(self, expr: str) -> list[dict]:
+    def query(self, expr: str) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
         body = response.json()
         assert body["status"] == "success", (expr, body)
-        return body["data"]["result"]
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
 
-    def get(self, path: str, **params: str) -> dict:
+    def get(self, path: str, **params: str) -> dict[str, Any]:
         body = httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
         assert body["status"] == "success", body
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
 
     def wait_for(self, predicate, what: str, timeout: float = 60):
         deadline = time.monotonic() + timeout
@@ -185,7 +190,7 @@ def test_every_rule_loads_healthy(stack):
 def test_a_failing_account_drives_its_alert(stack):
     prometheus, accounts = stack
 
-    def refresh_alerts() -> list[dict]:
+    def refresh_alerts() -> list[dict[str, Any]]:
         return [
             alert
             for alert in prometheus.get("/api/v1/alerts")["alerts"]

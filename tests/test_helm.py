@@ -22,7 +22,7 @@ import yaml
 from kubernetes_validate.utils import all_versions
 from kubernetes_validate.utils import validate as validate_kubernetes
 
-from tests.conftest import ROOT, require_tool
+from tests.support.tools import ROOT, require_tool
 
 CHART = ROOT / "helm" / "cloudflare-oauth-exporter"
 ALERTS = CHART / "files" / "alerts.yml"
@@ -764,6 +764,7 @@ def _bundled_rules() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"]]
 
 
+@pytest.mark.slow
 def test_prometheus_rule_ships_every_bundled_alert_and_passes_promtool(render, tmp_path):
     values = scenario_values("all-enabled-values.yaml")
     rule = render(values).one("PrometheusRule")
@@ -971,7 +972,7 @@ def test_tls_and_basic_auth_reach_the_exporter_as_a_web_config_file(render, tmp_
     assert tls["min_version"] == "TLS13"
     # The rendered file is one the exporter itself accepts (certificates swapped for test ones).
     from exporter.webconfig import load_web_config
-    from tests.tls import make_pki
+    from tests.support.tls import make_pki
 
     pki = make_pki(tmp_path)
     local = text.replace(f"{mounts['tls']}/tls.crt", str(pki.server_cert)).replace(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aggregation import ClientRecord, count_clients
 from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore, render_account
 from exporter.model import OAuthClient
 from exporter.snapshot import AccountSnapshot
+from tests.support.exposition import samples
 
 A = "a" * 32
 B = "b" * 32
@@ -160,14 +160,6 @@ def test_lone_surrogates_cannot_break_utf8():
     )
 
 
-def parse(body: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
-
-
 def test_store_groups_every_family_once_with_accounts_in_order():
     store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     store.put(AccountSnapshot(B, "Beta", True, COUNTS, 2.0, 0.2))
@@ -202,7 +194,7 @@ def test_store_process_wide_series():
     store = ExpositionStore(
         discovering=True, refresh_interval=90.0, process_metrics=False, version="9.9.9"
     )
-    body = parse(store.render())
+    body = samples(store.render())
     assert "cloudflare_oauth_discovery_up" not in body  # unknown until the first discovery
     assert body["cloudflare_oauth_exporter_build_info"] == {(("version", "9.9.9"),): 1.0}
     assert body["cloudflare_oauth_exporter_refresh_interval_seconds"] == {(): 90.0}
@@ -214,7 +206,7 @@ def test_store_process_wide_series():
     store.count_request("/accounts", "200")
     store.count_request("/accounts", "200")
     store.count_request("/accounts/{account_id}/oauth_clients", "timeout")
-    body = parse(store.render())
+    body = samples(store.render())
     assert body["cloudflare_oauth_discovery_up"] == {(): 0.0}
     assert body["cloudflare_oauth_api_requests_total"] == {
         (("code", "200"), ("endpoint", "/accounts")): 2.0,
@@ -332,7 +324,7 @@ def test_per_client_families_only_appear_when_enabled():
         discovering=False, refresh_interval=300, process_metrics=False, per_client=True
     )
     on.put(PER_CLIENT)
-    body = parse(on.render())
+    body = samples(on.render())
     assert body["cloudflare_oauth_per_client_series_dropped"] == {(("account_id", A),): 7.0}
     assert len(body["cloudflare_oauth_client_info"]) == 2
 
@@ -345,7 +337,7 @@ def test_allow_and_deny_filter_every_family_by_name():
     store.put(GOOD)
     store.count_request("/accounts", "200")
     store.set_discovery_up(True)
-    names = set(parse(store.render()))
+    names = set(samples(store.render()))
     assert names
     assert all(name.startswith("cloudflare_oauth_clients") for name in names)
     assert b"# HELP cloudflare_oauth_account_up" not in store.render()
@@ -355,6 +347,6 @@ def test_allow_and_deny_filter_every_family_by_name():
 
     store = ExpositionStore(discovering=False, refresh_interval=300, keep=no_process)
     store.put(GOOD)
-    names = set(parse(store.render()))
+    names = set(samples(store.render()))
     assert "cloudflare_oauth_exporter_build_info" in names
     assert not any(name.startswith(("process_", "python_")) for name in names)

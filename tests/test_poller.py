@@ -7,15 +7,16 @@ import logging
 import random
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cloudflare import CloudflareAPI
 from exporter.metrics import ExpositionStore
+from exporter.model import Account
 from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import Secret, TokenAuth
 from exporter.simulator import Fault, Simulator, make_account
-from tests.conftest import TOKEN
+from tests.support.exposition import Samples, sample, samples
+from tests.support.simulator import TOKEN
 
 
 class Harness:
@@ -43,22 +44,17 @@ class Harness:
         return self.loop.run_until_complete(coroutine)
 
     def refresh(self) -> bool:
-        return self.run(self.poller.refresh())
+        return bool(self.run(self.poller.refresh()))
 
     def close(self) -> None:
         self.run(self.api.aclose())
         self.loop.close()
 
-    def samples(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-        found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-        for family in text_string_to_metric_families(self.store.render().decode()):
-            for sample in family.samples:
-                key = tuple(sorted(sample.labels.items()))
-                found.setdefault(sample.name, {})[key] = sample.value
-        return found
+    def samples(self) -> Samples:
+        return samples(self.store.render())
 
     def value(self, name: str, **labels: str) -> float | None:
-        return self.samples().get(name, {}).get(tuple(sorted(labels.items())))
+        return sample(self.store.render(), name, **labels)
 
 
 HARNESSES: list[Harness] = []
@@ -117,13 +113,13 @@ def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simula
     url = serve_simulator(Simulator([denied]))
     harness = Harness(url, [denied.id])
     assert harness.refresh() is False
-    samples = harness.samples()
-    assert samples["cloudflare_oauth_account_up"] == {(("account_id", denied.id),): 0.0}
-    assert (("account_id", denied.id),) in samples[
+    found = harness.samples()
+    assert found["cloudflare_oauth_account_up"] == {(("account_id", denied.id),): 0.0}
+    assert (("account_id", denied.id),) in found[
         "cloudflare_oauth_account_refresh_duration_seconds"
     ]
-    assert "cloudflare_oauth_clients" not in samples
-    assert "cloudflare_oauth_account_last_success_timestamp_seconds" not in samples
+    assert "cloudflare_oauth_clients" not in found
+    assert "cloudflare_oauth_account_last_success_timestamp_seconds" not in found
     assert harness.poller.ready
 
 
@@ -224,6 +220,7 @@ def test_api_requests_are_counted_by_endpoint_and_code(serve_simulator):
     }
 
 
+@pytest.mark.slow
 def test_refresh_waits_for_budget_with_zero_429s_and_keeps_serving(serve_simulator):
     # 5 accounts x 2 pages + discovery = 11 requests; the simulator allows 4 per 1 s window
     # and, like Cloudflare, blocks for much longer (30 s) once that is exceeded.
@@ -296,16 +293,16 @@ def test_per_client_series_are_capped_with_risky_clients_first(serve_simulator, 
     harness = Harness(url, per_client_limit=3)
     with caplog.at_level(logging.WARNING, logger="exporter.poller"):
         harness.refresh()
-    samples = harness.samples()
-    kept = {dict(labels)["client_id"] for labels in samples["cloudflare_oauth_client_info"]}
+    found = harness.samples()
+    kept = {dict(labels)["client_id"] for labels in found["cloudflare_oauth_client_info"]}
     risky = only.clients[7]["client_id"]
     others = sorted(c["client_id"] for c in only.clients if c["client_id"] != risky)
     assert kept == {risky, *others[:2]}
-    assert samples["cloudflare_oauth_client_finding"] == {
+    assert found["cloudflare_oauth_client_finding"] == {
         (("account_id", only.id), ("client_id", risky), ("finding", "http_redirect_uri")): 1.0
     }
     # 7 clients dropped: info + rotated + created + updated each (private: no promoted time)
-    assert samples["cloudflare_oauth_per_client_series_dropped"] == {
+    assert found["cloudflare_oauth_per_client_series_dropped"] == {
         (("account_id", only.id),): 7.0 * 4
     }
     assert harness.value("cloudflare_oauth_clients", account_id=only.id) == 10  # counts: all
@@ -345,7 +342,7 @@ def test_a_crash_in_discovery_is_a_failed_discovery_not_a_dead_loop(serve_simula
     harness = Harness(url)
     harness.refresh()
 
-    async def explode() -> list:
+    async def explode() -> list[Account]:
         raise RuntimeError("a bug in discovery")
 
     harness.api.list_accounts = explode  # type: ignore[method-assign]
@@ -359,7 +356,7 @@ def test_a_crash_in_discovery_is_a_failed_discovery_not_a_dead_loop(serve_simula
 def test_the_refresh_loop_survives_a_crashing_refresh(serve_simulator, caplog):
     url = serve_simulator(Simulator(accounts(1)))
     harness = Harness(url)
-    calls = []
+    calls: list[int] = []
 
     async def refresh() -> bool:
         calls.append(len(calls))

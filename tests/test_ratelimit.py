@@ -29,7 +29,8 @@ def max_in_any_window(times: list[float], window: float) -> int:
 
 def token_bucket_send_times(limit: int, window: float, want: int) -> list[float]:
     """What a token bucket (capacity N, refilled N per window) lets through, sending ASAP."""
-    clock, tokens, rate, sent = 0.0, float(limit), limit / window, []
+    clock, tokens, rate = 0.0, float(limit), limit / window
+    sent: list[float] = []
     while len(sent) < want:
         if tokens >= 1:
             tokens -= 1

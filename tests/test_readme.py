@@ -6,7 +6,7 @@ import pytest
 
 from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore
 from exporter.settings import OPTIONS
-from tests.conftest import ROOT
+from tests.support.tools import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
-from tests.conftest import ROOT, require_tool
+from tests.support.tools import ROOT, require_tool
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 RULE_TESTS = ROOT / "tests" / "rules" / "alerts.test.yml"
@@ -19,18 +21,20 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def alerts() -> list[dict]:
+def alerts() -> list[dict[str, Any]]:
     return [
         rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
     ]
 
 
+@pytest.mark.slow
 def test_rules_pass_promtool_check():
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_rule_unit_tests_pass():
     result = promtool("test", "rules", RULE_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr

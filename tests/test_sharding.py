@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.settings import ConfigError, load_settings
 from exporter.sharding import Shard, shard_of
 from exporter.simulator import Simulator, make_account
-from tests.conftest import TOKEN, clean_environ, exporter_command
+from tests.support.simulator import TOKEN
+from tests.support.tools import clean_environ, exporter_command
 
 IDS = [f"{random.Random(n).getrandbits(128):032x}" for n in range(10_000)]
 
@@ -28,7 +29,7 @@ def test_the_hash_is_the_documented_one():
 
 @pytest.mark.parametrize("total", [1, 2, 3, 4, 7, 10])
 def test_every_account_lands_on_exactly_one_shard_evenly(total):
-    owners = Counter()
+    owners: Counter[int] = Counter()
     for account in IDS:
         holders = [index for index in range(total) if Shard(index, total).owns(account)]
         assert len(holders) == 1
@@ -76,6 +77,7 @@ def shard_info(output: str) -> dict[str, str]:
     raise AssertionError("no shard_info")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("explicit", [False, True], ids=["discovered", "explicit"])
 def test_two_replicas_export_disjoint_accounts_whose_union_is_all(serve_simulator, explicit):
     rng = random.Random(77)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from exporter.simulator import Fault, SimAccount, Simulator, demo_accounts, make_account
-from tests.conftest import TOKEN
+from tests.support.simulator import TOKEN
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -102,6 +102,7 @@ def test_scripted_faults_are_used_once_and_persistent_ones_stay(serve_simulator)
     assert httpx.get(path, headers=BEARER).status_code == 403
 
 
+@pytest.mark.slow
 def test_slow_fault_delays_the_answer(serve_simulator):
     (only,) = accounts(1)
     only.faults.append(Fault.slow(0.3))

@@ -6,14 +6,15 @@ import subprocess
 import tempfile
 from html.parser import HTMLParser
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aggregation import ClientRecord, count_clients
 from exporter.model import OAuthClient
 from exporter.snapshot import AccountSnapshot
 from exporter.status_page import render_status_page
-from tests.conftest import require_tool
-from tests.process import ExporterProcess
+from tests.support.process import ExporterProcess
+from tests.support.tools import require_tool
 
 A, B = "a" * 32, "b" * 32
 EVIL = '<script>alert(1)</script> & "Co"'
@@ -111,6 +112,7 @@ def browser_dom(url: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_a_real_browser_shows_the_demo_numbers_and_runs_no_injected_script():
     with ExporterProcess("--demo", "--metrics.per-client") as exporter:
         exporter.wait_ready()

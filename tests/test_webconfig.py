@@ -15,9 +15,10 @@ import pytest
 from exporter.settings import ConfigError
 from exporter.simulator import Simulator, make_account
 from exporter.webconfig import BasicAuth, load_web_config
-from tests.conftest import TOKEN, clean_environ, exporter_command
-from tests.process import ExporterProcess
-from tests.tls import Pki, make_pki
+from tests.support.process import ExporterProcess
+from tests.support.simulator import TOKEN
+from tests.support.tls import Pki, make_pki
+from tests.support.tools import clean_environ, exporter_command
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -108,6 +109,7 @@ def test_basic_auth_accepts_only_the_right_password():
         assert auth.remembered(header) is False
 
 
+@pytest.mark.slow
 def test_a_bad_web_config_exits_2_with_one_line(tmp_path):
     path = write(tmp_path, "basic_auth_users:\n  alice: not-a-hash\n")
     result = subprocess.run(
@@ -147,6 +149,7 @@ def client(pki: Pki, *, cert: tuple[str, str] | None = None) -> httpx.Client:
     return httpx.Client(verify=context, timeout=10)
 
 
+@pytest.mark.slow
 def test_tls_and_basic_auth_guard_everything_but_the_probes(secured, pki):
     with secured() as exporter:
         base = exporter.url.replace("http://", "https://")
@@ -171,6 +174,7 @@ def test_tls_and_basic_auth_guard_everything_but_the_probes(secured, pki):
             httpx.get(f"{exporter.url}/healthz", timeout=5)  # plain HTTP is not served
 
 
+@pytest.mark.slow
 def test_mutual_tls_requires_a_client_certificate_from_the_ca(secured, pki):
     with secured("RequireAndVerifyClientCert") as exporter:
         base = exporter.url.replace("http://", "https://")

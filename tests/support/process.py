@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.conftest import clean_environ, exporter_command
+from tests.support.tools import clean_environ, exporter_command
 
 
 class ExporterProcess:
