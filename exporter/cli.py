@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import uvicorn
 
 from exporter import __version__
+from exporter.credentials import Secret, TokenAuth
 from exporter.logs import configure_logging
 from exporter.service import ExporterService
 from exporter.serving import EmbeddedServer, address_of, bind_socket
-from exporter.settings import ConfigError, Secret, Settings, TokenAuth, load_settings
+from exporter.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("exporter")
 

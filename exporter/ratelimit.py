@@ -14,6 +14,10 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+# Cloudflare counts 1200 requests per token in any 5 minutes; over that, the token is blocked for
+# the next 5 minutes. Every place that speaks of "the window" means this one.
+RATE_WINDOW = 300.0
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -30,7 +34,7 @@ class SlidingWindowLimiter:
     def __init__(
         self,
         limit: int,
-        window: float = 300.0,
+        window: float = RATE_WINDOW,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,

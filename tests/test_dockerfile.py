@@ -17,7 +17,7 @@ import tomllib
 import pytest
 
 from exporter import __version__
-from exporter.settings import DEFAULT_PORT
+from exporter.options import DEFAULT_PORT
 from tests.support.tools import ROOT, clean_environ, require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"

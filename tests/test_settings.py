@@ -2,14 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.settings import (
-    ConfigError,
-    GlobalKeyAuth,
-    Secret,
-    Settings,
-    TokenAuth,
-    load_settings,
-)
+from exporter.credentials import GlobalKeyAuth, Secret, TokenAuth
+from exporter.settings import ConfigError, load_settings
+from exporter.webconfig import WebConfig
 
 TOKEN = "tok-1234567890abcdef"  # a made-up credential
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -21,7 +16,13 @@ def load(argv=(), **environ):
 
 def test_defaults_with_only_a_token():
     settings = load(CLOUDFLARE_API_TOKEN=TOKEN)
-    assert settings == Settings(auth=TokenAuth(Secret(TOKEN)))
+    assert settings.auth == TokenAuth(Secret(TOKEN))
+    assert settings.web_config == WebConfig()
+    assert (settings.shard, settings.total_shards) == (0, 1)
+    assert (settings.per_client, settings.per_client_limit) == (False, 5000)
+    assert (settings.allowlist, settings.denylist, settings.account_ids) == ((), (), ())
+    assert (settings.log_level, settings.log_format) == ("info", "logfmt")
+    assert (settings.page_size, settings.demo, settings.once) == (50, False, False)
     assert settings.listen_address == ":9878"
     assert settings.telemetry_path == "/metrics"
     assert settings.api_url == "https://api.cloudflare.com/client/v4"

@@ -1,0 +1,321 @@
+"""Every setting's flag, environment variable, default and parser, in one table.
+
+A default is written once, as a user would type it, and goes through the same parser as any
+given value, so the help text, the README and the running exporter cannot disagree. A parser
+takes the text and where it came from (the flag or variable to name in an error) and returns a
+typed value or raises ConfigError with the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from exporter.credentials import Secret
+from exporter.durations import DurationError, format_duration, parse_duration
+from exporter.errors import ConfigError
+from exporter.ratelimit import RATE_WINDOW
+from exporter.webconfig import WebConfig, load_web_config
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+Parser = Callable[[str, str], T]
+# value: takes one argument; list: repeatable flag, comma-separated variable; switch: a flag
+# without an argument (its variable takes true/false).
+Kind = Literal["value", "list", "switch"]
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
+RESERVED_PATHS = ("/", "/healthz", "/readyz")
+DEFAULT_PORT = 9878  # the exporter's own, so the instance label stays stable
+ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Option(Generic[T_co]):
+    """A setting with an environment variable and (usually) a flag."""
+
+    flag: str | None
+    env: str
+    metavar: str
+    help: str
+    parse: Callable[[str, str], T_co]
+    default: str | None = None
+    kind: Kind = "value"
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute: the variable's name, which every option has."""
+        return self.env.lower()
+
+    @property
+    def source(self) -> str:
+        """What an error names when the value came from nowhere (the default): the flag."""
+        return self.flag or self.env
+
+    def describe(self) -> str:
+        default = f", default {self.default}" if self.default else ""
+        return f"{self.help} (env {self.env}{default})"
+
+
+# --- parsers -------------------------------------------------------------------------------
+
+
+def text(value: str, _: str) -> str:
+    return value
+
+
+def listen_address(value: str, source: str) -> tuple[str, int]:
+    """`host:port`, `:port` (every interface) or `[v6]:port`."""
+    fix = (
+        f"{source} {value!r}: expected HOST:PORT such as :{DEFAULT_PORT} or "
+        f"127.0.0.1:{DEFAULT_PORT}"
+    )
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(fix)
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"{source} {value!r}: port {port} is above 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(fix) from None
+    elif ":" in host:
+        raise ConfigError(
+            f"{source} {value!r}: write an IPv6 host in brackets, e.g. [::1]:{DEFAULT_PORT}"
+        )
+    return host, port
+
+
+def telemetry_path(path: str, source: str) -> str:
+    if not path.startswith("/") or any(c in path for c in "?# \t\n"):
+        raise ConfigError(f"{source} {path!r}: give an absolute path such as /metrics")
+    path = path.rstrip("/") or "/"
+    if path in RESERVED_PATHS:
+        raise ConfigError(
+            f"{source} {path!r}: that path is taken by the exporter itself; use e.g. /metrics"
+        )
+    return path
+
+
+def api_url(url: str, source: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{source} {url!r}: give an http(s) URL such as {API_URL.default}")
+    if parts.username or parts.password:
+        raise ConfigError(f"{source}: do not put credentials in the URL; use CLOUDFLARE_API_TOKEN")
+    return url.strip().rstrip("/")
+
+
+def account_ids(raw: str, source: str) -> tuple[str, ...]:
+    ids: dict[str, None] = {}
+    for item in raw.split(","):
+        candidate = item.strip().lower()
+        if not candidate:
+            continue
+        if not ACCOUNT_ID.fullmatch(candidate):
+            raise ConfigError(
+                f"{source} {item.strip()!r}: an account id is 32 hexadecimal characters "
+                "(see the dashboard URL or GET /accounts); leave it unset to export every account"
+            )
+        ids[candidate] = None
+    return tuple(ids)
+
+
+def patterns(raw: str, source: str) -> tuple[str, ...]:
+    found = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for pattern in found:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(
+                f"{source} {pattern!r}: not a regular expression ({error}); fix the pattern"
+            ) from None
+    return found
+
+
+def boolean(value: str, source: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{source} {value!r}: use true or false")
+
+
+def duration(*, minimum: float) -> Parser[float]:
+    def parse(value: str, source: str) -> float:
+        try:
+            seconds = parse_duration(value)
+        except DurationError:
+            raise ConfigError(
+                f"{source} {value!r}: not a duration; use e.g. 30s, 5m, 1h or plain seconds"
+            ) from None
+        if seconds < minimum:
+            raise ConfigError(f"{source} {value!r}: must be at least {format_duration(minimum)}")
+        return seconds
+
+    return parse
+
+
+def whole_number(value: str, source: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{source} {value!r}: give a whole number") from None
+
+
+def integer(*, minimum: int, maximum: int) -> Parser[int]:
+    def parse(value: str, source: str) -> int:
+        number = whole_number(value, source)
+        if not minimum <= number <= maximum:
+            raise ConfigError(f"{source} {number}: must be between {minimum} and {maximum}")
+        return number
+
+    return parse
+
+
+def choice(choices: tuple[str, ...], aliases: Mapping[str, str] | None = None) -> Parser[str]:
+    def parse(value: str, source: str) -> str:
+        word = value.strip().lower()
+        word = (aliases or {}).get(word, word)
+        if word not in choices:
+            raise ConfigError(f"{source} {value!r}: choose one of {', '.join(choices)}")
+        return word
+
+    return parse
+
+
+def secret(value: str, _: str) -> Secret:
+    return Secret(value)
+
+
+def secret_file(path: str, source: str) -> Secret:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{source} {path!r}: cannot read it ({reason}); check the path") from None
+    if not value:
+        raise ConfigError(f"{source} {path!r}: the file is empty; write the credential into it")
+    if any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{source} {path!r}: holds whitespace inside the credential; fix the file"
+        )
+    return Secret(value)
+
+
+def web_config(path: str, _: str) -> WebConfig:
+    return load_web_config(path)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+LISTEN_ADDRESS = Option(
+    "--web.listen-address", "EXPORTER_WEB_LISTEN_ADDRESS", "HOST:PORT", "address to serve on",
+    listen_address, f":{DEFAULT_PORT}",
+)  # fmt: skip
+TELEMETRY_PATH = Option(
+    "--web.telemetry-path", "EXPORTER_WEB_TELEMETRY_PATH", "PATH", "path of the metrics",
+    telemetry_path, "/metrics",
+)  # fmt: skip
+API_URL = Option(
+    "--cloudflare.api-url", "CLOUDFLARE_API_URL", "URL", "Cloudflare API base URL",
+    api_url, "https://api.cloudflare.com/client/v4",
+)  # fmt: skip
+ACCOUNT_IDS = Option(
+    "--cloudflare.account-id", "CLOUDFLARE_ACCOUNT_IDS", "ID",
+    "account to export, repeatable; env: comma-separated; unset: every account the credentials "
+    "can list", account_ids, kind="list",
+)  # fmt: skip
+API_TOKEN = Option(None, "CLOUDFLARE_API_TOKEN", "", "API token", secret)
+API_TOKEN_FILE = Option(
+    "--cloudflare.api-token-file", "CLOUDFLARE_API_TOKEN_FILE", "FILE",
+    "file holding the API token", secret_file,
+)  # fmt: skip
+API_EMAIL = Option(
+    "--cloudflare.api-email", "CLOUDFLARE_API_EMAIL", "EMAIL",
+    "email for the legacy Global API key", text,
+)  # fmt: skip
+API_KEY = Option(None, "CLOUDFLARE_API_KEY", "", "legacy Global API key", secret)
+API_KEY_FILE = Option(
+    "--cloudflare.api-key-file", "CLOUDFLARE_API_KEY_FILE", "FILE",
+    "file holding the legacy Global API key", secret_file,
+)  # fmt: skip
+REFRESH_INTERVAL = Option(
+    "--refresh.interval", "EXPORTER_REFRESH_INTERVAL", "DURATION",
+    "how often to read every account, e.g. 30s, 5m, 1h", duration(minimum=1.0), "5m",
+)  # fmt: skip
+CONCURRENCY = Option(
+    "--cloudflare.concurrency", "CLOUDFLARE_CONCURRENCY", "N", "max API requests in flight",
+    integer(minimum=1, maximum=64), "4",
+)  # fmt: skip
+RATE_LIMIT = Option(
+    "--cloudflare.rate-limit", "CLOUDFLARE_RATE_LIMIT", "N",
+    f"max API requests in any {format_duration(RATE_WINDOW)}, retries included; 0 = no "
+    "client-side limit (Cloudflare allows 1200)", integer(minimum=0, maximum=1_000_000), "1000",
+)  # fmt: skip
+TIMEOUT = Option(
+    "--cloudflare.timeout", "CLOUDFLARE_TIMEOUT", "DURATION", "timeout of one API request",
+    duration(minimum=0.001), "10s",
+)  # fmt: skip
+PAGE_SIZE = Option(
+    "--cloudflare.page-size", "CLOUDFLARE_PAGE_SIZE", "N", "OAuth clients asked for per page",
+    integer(minimum=1, maximum=1000), "50",
+)  # fmt: skip
+SHARD = Option(
+    "--shard", "EXPORTER_SHARD", "N",
+    "this replica's shard, 0 to --total-shards - 1: it exports only the accounts that hash to it",
+    whole_number, "0",  # its range depends on --total-shards: checked where both are known
+)  # fmt: skip
+TOTAL_SHARDS = Option(
+    "--total-shards", "EXPORTER_TOTAL_SHARDS", "N",
+    "number of replicas the accounts are split across", integer(minimum=1, maximum=1000), "1",
+)  # fmt: skip
+PER_CLIENT = Option(
+    "--metrics.per-client", "EXPORTER_METRICS_PER_CLIENT", "",
+    "also export one series set per OAuth client (client_info, timestamps, findings)",
+    boolean, "false", kind="switch",
+)  # fmt: skip
+PER_CLIENT_LIMIT = Option(
+    "--metrics.per-client-limit", "EXPORTER_METRICS_PER_CLIENT_LIMIT", "N",
+    "max clients per account with per-client series; clients with findings first",
+    integer(minimum=1, maximum=1_000_000), "5000",
+)  # fmt: skip
+ALLOWLIST = Option(
+    "--metrics.allowlist", "EXPORTER_METRICS_ALLOWLIST", "REGEX",
+    "export only metric families matching one of these comma-separated regexes", patterns,
+    kind="list",
+)  # fmt: skip
+DENYLIST = Option(
+    "--metrics.denylist", "EXPORTER_METRICS_DENYLIST", "REGEX",
+    "leave out metric families matching one of these comma-separated regexes", patterns,
+    kind="list",
+)  # fmt: skip
+WEB_CONFIG_FILE = Option(
+    "--web.config.file", "EXPORTER_WEB_CONFIG_FILE", "FILE",
+    "TLS and basic auth (exporter-toolkit format); /healthz and /readyz stay open", web_config,
+)  # fmt: skip
+LOG_LEVEL = Option(
+    "--log.level", "EXPORTER_LOG_LEVEL", "LEVEL", "debug, info, warn or error",
+    choice(LOG_LEVELS, {"warning": "warn"}), "info",
+)  # fmt: skip
+LOG_FORMAT = Option(
+    "--log.format", "EXPORTER_LOG_FORMAT", "FORMAT", "logfmt or json", choice(LOG_FORMATS),
+    "logfmt",
+)  # fmt: skip
+
+OPTIONS: tuple[Option[object], ...] = (
+    LISTEN_ADDRESS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN, API_TOKEN_FILE, API_EMAIL,
+    API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT, TIMEOUT, PAGE_SIZE, SHARD,
+    TOTAL_SHARDS, PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST, WEB_CONFIG_FILE, LOG_LEVEL,
+    LOG_FORMAT,
+)  # fmt: skip
