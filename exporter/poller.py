@@ -11,15 +11,16 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from exporter.aggregation import ClientCounter, ClientSelection, client_record
+from exporter.aggregation import ClientCounter
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
+from exporter.exposition import ExpositionStore
 from exporter.findings import client_findings
-from exporter.metrics import ExpositionStore
 from exporter.model import Account
-from exporter.ratelimit import Sleep
+from exporter.ratelimit import RATE_WINDOW, Sleep
+from exporter.selection import ClientSelection, client_record
 from exporter.sharding import Shard
 from exporter.snapshot import AccountSnapshot
 
@@ -56,12 +57,7 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
-        self._snapshots: dict[str, AccountSnapshot] = {}
         self.ready = False
-
-    @property
-    def snapshots(self) -> Mapping[str, AccountSnapshot]:
-        return self._snapshots
 
     async def run(self) -> None:
         """Refresh every interval until cancelled; an overrunning refresh is followed at once."""
@@ -82,10 +78,7 @@ class Poller:
         requests_before = self._api.requests_sent
         ok = await self._discover() if self._discovering else True
 
-        known = {account.id for account in self._accounts}
-        for account_id in [a for a in self._snapshots if a not in known]:
-            del self._snapshots[account_id]
-        self._store.retain(known)
+        self._store.retain({account.id for account in self._accounts})
 
         pending = deque(self._accounts)
         failures = 0
@@ -167,7 +160,7 @@ class Poller:
             log.exception("account refresh crashed", extra={"account_id": account.id})
         duration = self._monotonic() - started
 
-        previous = self._snapshots.get(account.id)
+        previous = self._store.snapshot(account.id)
         if error is None:
             kept = selection.kept() if selection is not None else ()
             dropped = selection.dropped if selection is not None else 0
@@ -199,7 +192,6 @@ class Poller:
                 refresh_duration=duration,
                 last_error=error,
             )
-        self._snapshots[account.id] = snapshot
         self._store.put(snapshot)
         return error is None
 
@@ -211,7 +203,7 @@ class Poller:
             "requests": requests,
         }
         if self._rate_limit:
-            needed = math.ceil(requests / self._rate_limit * 300)
+            needed = math.ceil(requests / self._rate_limit * RATE_WINDOW)
             fields["rate_limit_per_5m"] = self._rate_limit
             fields["interval_needed"] = format_duration(needed)
             advice = (

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from exporter.cloudflare import CloudflareAPI
-from exporter.metrics import ExpositionStore
+from exporter.exposition import ExpositionStore
 from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.settings import Settings
@@ -39,8 +39,8 @@ class ExporterService:
             settings.auth,
             timeout=settings.timeout,
             concurrency=settings.concurrency,
-            limiter=SlidingWindowLimiter(settings.rate_limit),
             page_size=settings.page_size,
+            limiter=SlidingWindowLimiter(settings.rate_limit),
             on_request=self.store.count_request,
         )
         self.poller = Poller(
@@ -58,7 +58,7 @@ class ExporterService:
             store=self.store,
             health=self,
             telemetry_path=settings.telemetry_path,
-            snapshots=self.poller.snapshots.values,
+            snapshots=self.store.snapshots,
             per_client=settings.per_client,
             basic_auth=settings.web_config.basic_auth,
             lifespan=self.lifespan,

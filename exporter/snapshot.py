@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.aggregation import ClientCounts, ClientRecord
+from exporter.aggregation import ClientCounts
+from exporter.selection import ClientRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from exporter.metrics import CONTENT_TYPE, ExpositionStore
+from exporter.exposition import CONTENT_TYPE, ExpositionStore
 from exporter.snapshot import AccountSnapshot
 from exporter.status_page import CONTENT_SECURITY_POLICY, render_status_page
 from exporter.webconfig import BasicAuth

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import re
 
-from exporter.metrics import ACCOUNT_FAMILIES
+from exporter.families import ACCOUNT_FAMILIES
 from tests.support.tools import DASHBOARD, ROOT, dashboard_queries
 
 

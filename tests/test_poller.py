@@ -9,12 +9,13 @@ import random
 import pytest
 
 from exporter.cloudflare import CloudflareAPI
-from exporter.metrics import ExpositionStore
+from exporter.credentials import Secret, TokenAuth
+from exporter.exposition import ExpositionStore
 from exporter.model import Account
 from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
-from exporter.settings import Secret, TokenAuth
 from exporter.simulator import Fault, Simulator, make_account
+from tests.support.defaults import api_options
 from tests.support.exposition import Samples, sample, samples
 from tests.support.simulator import TOKEN
 
@@ -30,8 +31,10 @@ class Harness:
             per_client=per_client_limit is not None,
         )  # fmt: skip
         self.api = CloudflareAPI(
-            url, TokenAuth(Secret(TOKEN)), backoff_base=0.01, limiter=limiter,
-            concurrency=concurrency, on_request=self.store.count_request,
+            url, TokenAuth(Secret(TOKEN)), **api_options(
+                backoff_base=0.01, limiter=limiter, concurrency=concurrency,
+                on_request=self.store.count_request,
+            ),
         )  # fmt: skip
         self.poller = Poller(
             self.api, self.store, account_ids=account_ids, interval=interval,
@@ -96,7 +99,8 @@ def test_a_failing_account_keeps_its_last_good_counts_and_others_are_untouched(s
     )
     assert harness.value("cloudflare_oauth_account_up", account_id=good.id) == 1
     assert harness.value("cloudflare_oauth_clients", account_id=good.id) == 7
-    snapshot = harness.poller.snapshots[flaky.id]
+    snapshot = harness.store.snapshot(flaky.id)
+    assert snapshot is not None
     assert snapshot.last_error == "HTTP 403 code 10000: Authentication error"
     assert sim.requests[f"/accounts/{flaky.id}/oauth_clients"] == 2  # 1 + 1, never retried
 
@@ -104,7 +108,9 @@ def test_a_failing_account_keeps_its_last_good_counts_and_others_are_untouched(s
     assert harness.refresh() is True
     assert harness.value("cloudflare_oauth_account_up", account_id=flaky.id) == 1
     assert harness.value("cloudflare_oauth_clients", account_id=flaky.id) == 5
-    assert harness.poller.snapshots[flaky.id].last_error is None
+    recovered = harness.store.snapshot(flaky.id)
+    assert recovered is not None
+    assert recovered.last_error is None
 
 
 def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simulator):
@@ -151,7 +157,7 @@ def test_vanished_accounts_leave_metrics_at_the_next_refresh(serve_simulator):
     body = harness.store.render().decode()
     assert gone.id not in body
     assert kept.id in body
-    assert gone.id not in harness.poller.snapshots
+    assert harness.store.snapshot(gone.id) is None
 
 
 def test_new_accounts_appear_at_the_next_refresh(serve_simulator):

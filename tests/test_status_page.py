@@ -9,8 +9,9 @@ from html.parser import HTMLParser
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aggregation import ClientRecord, count_clients
+from exporter.aggregation import count_clients
 from exporter.model import OAuthClient
+from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
 from exporter.status_page import render_status_page
 from tests.support.process import ExporterProcess

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from exporter.aggregation import count_clients
-from exporter.metrics import CONTENT_TYPE, ExpositionStore
+from exporter.exposition import CONTENT_TYPE, ExpositionStore
 from exporter.snapshot import AccountSnapshot
 from exporter.web import create_app
 
