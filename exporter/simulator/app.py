@@ -1,25 +1,14 @@
-"""A Cloudflare v4 API simulator for the demo, the tests and the benchmark.
-
-Faithful to the reference where the exporter depends on it: the envelope, `result_info`, error
-shapes and codes, `per_page` clamped to 5..50 on GET /accounts, both auth schemes, and the
-1200-requests-per-5-minutes limit with its `Ratelimit` / `Retry-After` headers (off by default).
-Each account can page, ignore `page` (as the reference's own example suggests), or omit
-`result_info`, and can fail in every way the exporter must survive.
-"""
+"""The simulated Cloudflare v4 API as a Starlette app: endpoints, auth, paging and rate limit."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import random
 import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,100 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from exporter.durations import parse_duration
-from exporter.serving import EmbeddedServer, bind_socket
+from exporter.ratelimit import RATE_WINDOW
+from exporter.serving import EmbeddedServer
+from exporter.simulator.data import SimAccount
+from exporter.simulator.faults import Fault
 
 BASE_PATH = "/client/v4"
 DEFAULT_TOKEN = "simulator-token"  # noqa: S105 - a made-up credential the simulator accepts
-
-
-@dataclass
-class Fault:
-    """An answer the simulator gives instead of the normal one."""
-
-    status: int = 500
-    code: int | None = None
-    message: str = ""
-    body: str | None = None
-    content_type: str = "application/json"
-    retry_after: str | None = None
-    delay: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def api_error(cls, status: int, code: int, message: str) -> Fault:
-        return cls(status=status, code=code, message=message)
-
-    @classmethod
-    def html(cls, status: int = 502) -> Fault:
-        return cls(
-            status=status,
-            body="<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>",
-            content_type="text/html",
-        )
-
-    @classmethod
-    def not_json(cls) -> Fault:
-        return cls(
-            status=200, body='{"success": true, "result": [', content_type="application/json"
-        )
-
-    @classmethod
-    def success_false(cls, code: int = 1000, message: str = "internal processing error") -> Fault:
-        return cls(
-            status=200,
-            body=json.dumps(
-                {
-                    "success": False,
-                    "errors": [{"code": code, "message": message}],
-                    "messages": [],
-                    "result": None,
-                }
-            ),
-        )
-
-    @classmethod
-    def missing_client_id(cls) -> Fault:
-        return cls(
-            status=200,
-            body=json.dumps(
-                {
-                    "success": True,
-                    "errors": [],
-                    "messages": [],
-                    "result": [{"visibility": "private"}],
-                    "result_info": {"page": 1, "per_page": 20, "count": 1, "total_count": 1},
-                }
-            ),
-        )
-
-    @classmethod
-    def rate_limited(cls, retry_after: int = 1) -> Fault:
-        return cls(
-            status=429,
-            code=971,
-            message="Please wait and consider throttling your request speed",
-            retry_after=str(retry_after),
-        )
-
-    @classmethod
-    def slow(cls, delay: float) -> Fault:
-        """Answers normally, but only after `delay` seconds (for client timeouts)."""
-        return cls(status=0, delay=delay)
-
-
-@dataclass
-class SimAccount:
-    id: str
-    name: str
-    type: str = "standard"
-    clients: list[dict[str, Any]] = field(default_factory=list)
-    paging: str = (
-        "pages"  # "pages", "ignore" (every page is the whole list) or "single" (no result_info)
-    )
-    reported_total: int | None = None  # a total_count to report instead of the true one
-    fault: Fault | None = None  # every request fails this way until cleared
-    faults: deque[Fault] = field(default_factory=deque)  # the next requests fail, one each
 
 
 class Simulator:
@@ -136,8 +38,8 @@ class Simulator:
         latency: float = 0.0,
         max_page_size: int = 50,
         rate_limit: int | None = None,
-        rate_window: float = 300.0,
-        rate_block: float = 300.0,
+        rate_window: float = RATE_WINDOW,
+        rate_block: float = RATE_WINDOW,
         cache_pages: bool = False,
     ) -> None:
         self.accounts: dict[str, SimAccount] = {a.id: a for a in accounts}
@@ -166,7 +68,6 @@ class Simulator:
             routes=[
                 Route(f"{BASE_PATH}/accounts", self._list_accounts),
                 Route(f"{BASE_PATH}/accounts/{{account_id}}/oauth_clients", self._list_clients),
-                Route(f"{BASE_PATH}/user/tokens/verify", self._verify_token),
             ]
         )
         self.app.add_exception_handler(404, self._no_route)
@@ -183,21 +84,14 @@ class Simulator:
     async def _list_clients(self, request: Request) -> Response:
         return await self._serve(request, self._clients_answer)
 
-    async def _verify_token(self, request: Request) -> Response:
-        async def answer(_: Request) -> Response:
-            return _envelope({"id": "0" * 32, "status": "active"}, None)
-
-        return await self._serve(request, answer)
-
     async def _no_route(self, request: Request, _: Exception) -> Response:
         return _error_response(404, 7000, "No route for that URI")
 
     async def _accounts_answer(self, request: Request) -> Response:
         fault = self._next_fault(self.accounts_faults, self.accounts_fault)
-        if fault is not None and fault.status:
-            return await self._fault_response(fault)
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
+        return await self._faulted(fault, lambda: self._accounts_page(request))
+
+    def _accounts_page(self, request: Request) -> Response:
         accounts = sorted(self.accounts.values(), key=lambda a: a.id)
         page, per_page = _paging(request, default=20, minimum=5, maximum=50)
         chunk = accounts[(page - 1) * per_page : page * per_page]
@@ -231,10 +125,9 @@ class Simulator:
                 "is invalid?",
             )
         fault = self._next_fault(account.faults, account.fault)
-        if fault is not None and fault.status:
-            return await self._fault_response(fault)
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
+        return await self._faulted(fault, lambda: self._clients_page(request, account))
+
+    def _clients_page(self, request: Request, account: SimAccount) -> Response:
         clients = account.clients
         page, per_page = _paging(request, default=20, minimum=1, maximum=self.max_page_size)
         total = account.reported_total if account.reported_total is not None else len(clients)
@@ -336,6 +229,19 @@ class Simulator:
             return scripted.popleft()
         return persistent
 
+    @classmethod
+    async def _faulted(cls, fault: Fault | None, answer: Callable[[], Response]) -> Response:
+        """The fault's answer; or, for a fault without a status, the normal answer after the
+        fault's delay and with its headers."""
+        if fault is None:
+            return answer()
+        if fault.status:
+            return await cls._fault_response(fault)
+        await asyncio.sleep(fault.delay)
+        response = answer()
+        response.headers.update(fault.headers)
+        return response
+
     @staticmethod
     async def _fault_response(fault: Fault) -> Response:
         if fault.delay:
@@ -377,109 +283,6 @@ def _error_response(status: int, code: int, message: str, chain: int | None = No
     return Response(json.dumps(body), status_code=status, media_type="application/json")
 
 
-# --- data ----------------------------------------------------------------------------------
-
-
-def account_id(rng: random.Random) -> str:
-    return "".join(rng.choice("0123456789abcdef") for _ in range(32))
-
-
-def make_client(rng: random.Random, index: int, **overrides: Any) -> dict[str, Any]:
-    """A client object as the API lists it, varied so every documented value appears."""
-    client_id = f"{rng.getrandbits(128):032x}"
-    visibility = ("public", "private")[index % 2]
-    client: dict[str, Any] = {"client_id": client_id, "visibility": visibility}
-    if index % 4 != 3:
-        client["token_endpoint_auth_method"] = (
-            "none",
-            "client_secret_basic",
-            "client_secret_post",
-        )[index % 3]
-    if index % 5 != 4:
-        status = ("pending", "in_progress", "verified", "failed")[index % 4]
-        client["client_uri_verification"] = {
-            "status": status,
-            "text": f"cloudflare_oauth_client_publisher={client_id[:12]}",
-        }
-    if index % 6 != 5:
-        client["has_rotated_secret"] = index % 7 == 0
-    client["grant_types"] = (
-        ["authorization_code", "refresh_token"] if index % 2 else ["authorization_code"]
-    )
-    client["response_types"] = [["code"], ["code", "id_token"], ["token"]][index % 3]
-    host = f"app{index}.example.com"
-    client.update(
-        client_name=f"App {index}",
-        client_uri=f"https://{host}",
-        redirect_uris=[f"https://{host}/callback"],
-        post_logout_redirect_uris=[f"https://{host}/logout"],
-        allowed_cors_origins=[f"https://{host}"],
-        scopes=["account.read"],
-        logo_uri=f"https://{host}/logo.png",
-        policy_uri=f"https://{host}/privacy",
-        tos_uri=f"https://{host}/tos",
-        created_at="2025-01-01T00:00:00Z",
-        updated_at="2025-06-01T12:00:00Z",
-    )
-    if visibility == "public":
-        client["promoted_at"] = "2026-05-13T12:00:00Z"
-    client.update(overrides)
-    return client
-
-
-def make_account(rng: random.Random, name: str, clients: int, **options: Any) -> SimAccount:
-    return SimAccount(
-        id=account_id(rng),
-        name=name,
-        clients=[make_client(rng, i) for i in range(clients)],
-        **options,
-    )
-
-
-def demo_accounts(seed: int = 2026) -> list[SimAccount]:
-    """A few accounts, a few hundred clients, every value represented, and some faults."""
-    rng = random.Random(seed)
-    production = make_account(rng, "Acme Production", 160, type="enterprise")
-    # Values the reference does not document: the exporter must keep them, not drop them.
-    production.clients[0].update(
-        token_endpoint_auth_method="private_key_jwt",  # noqa: S106 - an enum value
-        grant_types=["authorization_code", "client_credentials"],
-        client_uri_verification={"status": "expired"},
-    )
-    # Risky configurations, one per security finding, and one that only looks risky.
-    risky = {
-        1: {"redirect_uris": ["http://app1.example.com/callback"]},
-        2: {"redirect_uris": ["https://*.app2.example.com/callback"]},
-        3: {"allowed_cors_origins": ["*"]},
-        4: {"post_logout_redirect_uris": ["http://[::1", "https://app4.example.com/logout"]},
-        5: {"redirect_uris": ["http://127.0.0.1:53682/callback"]},  # loopback: fine (RFC 8252)
-    }
-    for index, fields in risky.items():
-        production.clients[index].update(fields)
-    staging = make_account(rng, "Acme Staging", 90)
-    staging.faults.extend([Fault.html(503)])  # one bad gateway, then it recovers on retry
-    # Names are user-written: the status page must show this as text, never run it.
-    lab = make_account(rng, "<script>document.title='pwned'</script> Labs", 4)
-    lab.clients[0].update(
-        client_name='<img src=x onerror="document.body.dataset.pwned=1">',
-        allowed_cors_origins=["null"],
-    )
-    legacy = make_account(
-        rng, 'Globex "legacy" \\ eu 🚀', 3, paging="ignore", reported_total=2000
-    )  # the reference's own example: total_count 2000 for a page that ignores paging
-    denied = make_account(rng, "Initech (no OAuth permission)", 12)
-    denied.fault = Fault.api_error(403, 10000, "Authentication error")
-    return [production, staging, legacy, denied, lab]
-
-
-def scale_accounts(accounts: int, clients: int, seed: int = 1) -> list[SimAccount]:
-    rng = random.Random(seed)
-    return [make_account(rng, f"Account {i}", clients) for i in range(accounts)]
-
-
-# --- serving -------------------------------------------------------------------------------
-
-
 def make_server(simulator: Simulator) -> uvicorn.Server:
     return EmbeddedServer(
         uvicorn.Config(simulator.app, log_config=None, access_log=False, lifespan="off")
@@ -489,37 +292,3 @@ def make_server(simulator: Simulator) -> uvicorn.Server:
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}{BASE_PATH}"
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m exporter.simulator`: serve a simulated API, e.g. for the benchmark."""
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator")
-    parser.add_argument("--listen", default="127.0.0.1:8788", help="HOST:PORT")
-    parser.add_argument("--accounts", type=int, default=0, help="generated accounts (0: demo)")
-    parser.add_argument("--clients", type=int, default=100, help="clients per generated account")
-    parser.add_argument("--latency", default="0s", help="added to every answer, e.g. 20ms")
-    parser.add_argument("--rate-limit", type=int, default=None, help="requests per window")
-    parser.add_argument("--rate-window", default="5m", help="rate limit window")
-    parser.add_argument(
-        "--token", default=DEFAULT_TOKEN, help="accepted Bearer token(s), comma-separated"
-    )
-    args = parser.parse_args(argv)
-    accounts = scale_accounts(args.accounts, args.clients) if args.accounts else demo_accounts()
-    simulator = Simulator(
-        accounts,
-        tokens=args.token.split(","),
-        latency=parse_duration(args.latency),
-        rate_limit=args.rate_limit,
-        rate_window=parse_duration(args.rate_window),
-        cache_pages=True,
-    )
-    host, _, port = args.listen.rpartition(":")
-    sock = bind_socket(host.strip("[]") or "127.0.0.1", int(port))
-    print(f"simulator: {url_of(sock)} ({len(accounts)} accounts)", flush=True)
-    uvicorn.Server(
-        uvicorn.Config(simulator.app, log_config=None, access_log=False, lifespan="off")
-    ).run(sockets=[sock])
-
-
-if __name__ == "__main__":
-    main()
