@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from exporter import __version__
+from exporter.credentials import Auth
 from exporter.model import (
     Account,
     Envelope,
@@ -29,8 +30,7 @@ from exporter.model import (
     parse_envelope,
     parse_oauth_client,
 )
-from exporter.ratelimit import Sleep, SlidingWindowLimiter
-from exporter.settings import Auth, GlobalKeyAuth, Secret, TokenAuth
+from exporter.ratelimit import RATE_WINDOW, Clock, Sleep, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,6 @@ class ApiError(Exception):
         return f"{prefix}: {self.reason}" if prefix else self.reason
 
 
-def auth_headers(auth: Auth) -> dict[str, str]:
-    if isinstance(auth, TokenAuth):
-        return {"Authorization": f"Bearer {auth.token.reveal()}"}
-    assert isinstance(auth, GlobalKeyAuth)
-    return {"X-Auth-Email": auth.email, "X-Auth-Key": auth.key.reveal()}
-
-
 class CloudflareAPI:
     """Lists accounts and OAuth clients; one instance per exporter, shared by all refreshes."""
 
@@ -83,19 +76,20 @@ class CloudflareAPI:
         base_url: str,
         auth: Auth,
         *,
-        timeout: float = 10.0,
-        concurrency: int = 4,
+        timeout: float,
+        concurrency: int,
+        page_size: int,
         limiter: SlidingWindowLimiter | None = None,
-        page_size: int = 50,
         max_retries: int = 2,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
-        retry_after_cap: float = 300.0,
+        retry_after_cap: float = RATE_WINDOW,  # a block never lasts longer than the window
         on_request: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.time,
     ) -> None:
-        self._secrets = tuple(_secret_values(auth))
+        self._secrets = auth.secrets()
         self._timeout = timeout
         self._limiter = limiter or SlidingWindowLimiter(0)
         self._page_size = page_size
@@ -105,6 +99,7 @@ class CloudflareAPI:
         self._retry_after_cap = retry_after_cap
         self._on_request = on_request
         self._sleep = sleep
+        self._clock = clock  # wall time, for Retry-After given as an HTTP date
         self._in_flight = asyncio.Semaphore(concurrency)
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
@@ -112,7 +107,7 @@ class CloudflareAPI:
         # of base URL, params, headers and cookies (a third of the client's CPU per page).
         self._headers = httpx.Headers(
             {
-                **auth_headers(auth),
+                **auth.headers(),
                 "Accept": "application/json",
                 "User-Agent": f"cloudflare-oauth-exporter/{__version__}",
             }
@@ -301,7 +296,7 @@ class CloudflareAPI:
             if value.isascii() and value.isdigit():
                 seconds = float(value)
             elif value:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - self._clock()
         except (ValueError, TypeError, OverflowError, IndexError):
             seconds = None
         if seconds is None or seconds < 0:
@@ -323,11 +318,6 @@ class CloudflareAPI:
             text = text.replace(secret, "[REDACTED]")
         text = " ".join(text.split())
         return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _secret_values(auth: Auth) -> list[str]:
-    secrets: list[Secret] = [auth.token] if isinstance(auth, TokenAuth) else [auth.key]
-    return [s.reveal() for s in secrets if s.reveal()]
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -12,9 +12,11 @@ import pytest
 
 from exporter.aggregation import count_clients
 from exporter.cloudflare import ApiError, CloudflareAPI
-from exporter.ratelimit import SlidingWindowLimiter
-from exporter.settings import GlobalKeyAuth, Secret, TokenAuth
+from exporter.credentials import GlobalKeyAuth, Secret, TokenAuth
+from exporter.ratelimit import RATE_WINDOW, SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
+from tests.support.clock import FakeClock
+from tests.support.defaults import api_options
 from tests.support.simulator import TOKEN
 
 AUTH = TokenAuth(Secret(TOKEN))
@@ -27,7 +29,8 @@ def account(n_clients: int, seed: int = 1, **options) -> SimAccount:
 
 def api(url: str, **options) -> CloudflareAPI:
     options.setdefault("backoff_base", 0.01)
-    return CloudflareAPI(url, options.pop("auth", AUTH), **options)
+    auth = options.pop("auth", AUTH)
+    return CloudflareAPI(url, auth, **api_options(**options))
 
 
 def list_clients(url: str, account_id: str, **options):
@@ -209,45 +212,64 @@ def test_backoff_grows_exponentially_with_jitter(serve_simulator):
         assert 0.75 * nominal <= seconds <= nominal
 
 
-@pytest.mark.slow
+def on_a_fake_clock() -> tuple[FakeClock, dict[str, object]]:
+    """A clock, and CloudflareAPI options that make every wait (and the wall time) use it."""
+    clock = FakeClock(now=1_767_225_600.0)
+    limiter = SlidingWindowLimiter(0, clock=clock, sleep=clock.sleep)
+    return clock, {"limiter": limiter, "sleep": clock.sleep, "clock": clock}
+
+
 def test_429_waits_retry_after_then_retries(serve_simulator):
     target = account(10)
-    target.faults.append(Fault.rate_limited(retry_after=1))
+    target.faults.append(Fault.rate_limited(retry_after=7))
     url = serve_simulator(sim := Simulator([target]))
-    started = time.monotonic()
-    clients, _, codes = list_clients(url, target.id)
-    assert time.monotonic() - started >= 0.95
+    clock, options = on_a_fake_clock()
+    clients, _, codes = list_clients(url, target.id, **options)
+    assert clock.slept == [7.0]  # every request waits: the block is per token
     assert len(clients) == 10
     assert codes == Counter({(CLIENTS, "429"): 1, (CLIENTS, "200"): 1})
     assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 2
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
-    "retry_after",
-    ["Mon, garbage", "²", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", "99999999999999999999"],
+    ("retry_after", "waits"),
+    [
+        ("Mon, garbage", "backoff"),
+        ("²", "backoff"),
+        ("-5", "backoff"),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", "backoff"),  # in the past
+        ("soon", "backoff"),
+        ("99999999999999999999", "cap"),
+    ],
 )
-def test_odd_retry_after_values_fall_back_to_backoff(serve_simulator, retry_after):
+def test_odd_retry_after_values_fall_back_to_backoff_or_the_cap(
+    serve_simulator, retry_after, waits
+):
     target = account(10)
     target.faults.append(Fault(status=429, code=971, message="slow down", retry_after=retry_after))
     url = serve_simulator(Simulator([target]))
-    clients, _, codes = list_clients(url, target.id, retry_after_cap=0.2)
+    clock, options = on_a_fake_clock()
+    clients, _, codes = list_clients(url, target.id, retry_after_cap=60, **options)
     assert len(clients) == 10
     assert codes == Counter({(CLIENTS, "429"): 1, (CLIENTS, "200"): 1})
+    [slept] = clock.slept
+    if waits == "cap":
+        assert slept == 60
+    else:  # the first backoff: 0.01 s with up to 25 % jitter off
+        assert 0.0075 <= slept <= 0.01
 
 
-@pytest.mark.slow
 def test_a_retry_after_date_is_honoured(serve_simulator):
     import email.utils
 
     target = account(10)
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    clock, options = on_a_fake_clock()
+    when = email.utils.formatdate(clock.now + 42, usegmt=True)
     target.faults.append(Fault(status=429, code=971, message="slow down", retry_after=when))
     url = serve_simulator(Simulator([target]))
-    started = time.monotonic()
-    clients, _, _ = list_clients(url, target.id)
+    clients, _, _ = list_clients(url, target.id, **options)
     assert len(clients) == 10
-    assert time.monotonic() - started >= 0.9  # HTTP dates have whole seconds
+    assert clock.slept == [42.0]
 
 
 def test_a_body_that_cannot_be_decoded_is_reported_not_raised(serve_simulator):
@@ -261,14 +283,13 @@ def test_a_body_that_cannot_be_decoded_is_reported_not_raised(serve_simulator):
     assert raised.value.status is None
 
 
-@pytest.mark.slow
-def test_retry_after_is_capped(serve_simulator):
+def test_retry_after_is_capped_at_the_rate_window(serve_simulator):
     target = account(10)
     target.faults.append(Fault.rate_limited(retry_after=3600))
     url = serve_simulator(Simulator([target]))
-    started = time.monotonic()
-    clients, _, _ = list_clients(url, target.id, retry_after_cap=0.2)
-    assert time.monotonic() - started < 5
+    clock, options = on_a_fake_clock()
+    clients, _, _ = list_clients(url, target.id, **options)
+    assert clock.slept == [RATE_WINDOW]  # a block never lasts longer than the window
     assert len(clients) == 10
 
 
@@ -383,14 +404,23 @@ def test_the_client_side_budget_prevents_429s(serve_simulator):
     assert sim.status_counts[429] == 0
 
 
-@pytest.mark.slow
 def test_ratelimit_header_with_nothing_left_pauses_before_a_429(serve_simulator):
     target = account(100)
+    target.faults.append(Fault(status=0, headers={"Ratelimit": '"default";r=0;t=17'}))
+    url = serve_simulator(Simulator([target]))
+    clock, options = on_a_fake_clock()
+    clients, _, codes = list_clients(url, target.id, **options)
+    assert len(clients) == 100
+    assert clock.slept == [17.0]  # the second page waited for the window to reset
+    assert codes == Counter({(CLIENTS, "200"): 2})
+
+
+@pytest.mark.slow
+def test_the_simulators_own_ratelimit_header_keeps_a_real_run_free_of_429s(serve_simulator):
+    target = account(100)
     url = serve_simulator(sim := Simulator([target], rate_limit=1, rate_window=1, rate_block=30))
-    started = time.monotonic()
     clients, _, codes = list_clients(url, target.id)
     assert len(clients) == 100
-    assert time.monotonic() - started >= 0.9
     assert sim.rate_limited == 0
     assert codes == Counter({(CLIENTS, "200"): 2})
 

@@ -7,18 +7,7 @@ import asyncio
 import pytest
 
 from exporter.ratelimit import SlidingWindowLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
+from tests.support.clock import FakeClock
 
 
 def max_in_any_window(times: list[float], window: float) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.metrics import ACCOUNT_FAMILIES, ExpositionStore
-from exporter.settings import OPTIONS
+from exporter.families import ACCOUNT_FAMILIES, EXPORTER_FAMILIES
+from exporter.options import OPTIONS
 from tests.support.tools import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -17,12 +17,7 @@ def test_every_flag_and_variable_is_in_the_configuration_table(name):
 
 
 def exported_families() -> set[str]:
-    store = ExpositionStore(discovering=True, refresh_interval=300, per_client=True,
-                            process_metrics=False)  # fmt: skip
-    store.set_discovery_up(True)
-    names = {line.split()[2] for line in store.render().decode().splitlines()
-             if line.startswith("# TYPE")}  # fmt: skip
-    return names | {family.name for family in ACCOUNT_FAMILIES}
+    return {f.name for f in ACCOUNT_FAMILIES} | {f.name for f in EXPORTER_FAMILIES}
 
 
 @pytest.mark.parametrize("name", sorted(exported_families()))
@@ -33,3 +28,22 @@ def test_every_metric_is_in_the_metric_tables(name):
 def test_the_quick_start_is_the_demo():
     quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
     assert "cloudflare-oauth-exporter --demo" in quick_start
+
+
+def modules() -> list[str]:
+    package = ROOT / "exporter"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.parent != package:  # a subpackage is one row
+            relative = path.parent.relative_to(ROOT).as_posix() + "/"
+        elif path.name == "__init__.py":
+            continue
+        found.append(relative)
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("module", modules())
+def test_the_layout_table_names_every_module(module):
+    layout = README.split("### Layout", 1)[1]
+    assert f"`{module}`" in layout
