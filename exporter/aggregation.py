@@ -14,6 +14,7 @@ from exporter.findings import FINDINGS, client_findings
 from exporter.model import (
     AUTH_METHODS,
     GRANT_TYPES,
+    MAX_LABEL_LENGTH,
     RESPONSE_TYPES,
     VERIFICATION_STATUSES,
     VISIBILITIES,
@@ -22,6 +23,13 @@ from exporter.model import (
 
 UNSPECIFIED_AUTH_METHOD = "unspecified"  # the client has no token_endpoint_auth_method
 NO_VERIFICATION = "none"  # the client has no client_uri_verification status
+OTHER = "other"  # undocumented values beyond the few exported under their own name
+
+# Per account and label: undocumented values exported under their own name (the most common
+# ones), and how many distinct ones are counted at all before the rest go straight to OTHER.
+# An API that invents a value per client must not invent a series per client.
+MAX_UNDOCUMENTED_VALUES = 10
+MAX_TRACKED_VALUES = 1000
 
 Breakdown = tuple[tuple[str, int], ...]
 
@@ -38,6 +46,8 @@ class ClientCounts:
     by_grant_type: Breakdown
     by_response_type: Breakdown
     by_finding: Breakdown
+    # (label, distinct undocumented values folded into OTHER); empty when nothing was folded
+    folded: tuple[tuple[str, int], ...] = ()
 
 
 class ClientCounter:
@@ -67,15 +77,15 @@ class ClientCounter:
     def add(self, client: OAuthClient, findings: frozenset[str]) -> None:
         """Count `client`, whose findings (`client_findings(client)`) the caller worked out."""
         self._total += 1
-        self._visibility[client.visibility] += 1
-        self._auth_method[client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD] += 1
-        self._verification[client.verification_status or NO_VERIFICATION] += 1
+        _count(self._visibility, client.visibility)
+        _count(self._auth_method, client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD)
+        _count(self._verification, client.verification_status or NO_VERIFICATION)
         self._rotated += client.has_rotated_secret
-        for grant_type in client.grant_types:  # a loop beats Counter.update for 1-2 items
-            self._grant_type[grant_type] += 1
+        for grant_type in client.grant_types:
+            _count(self._grant_type, grant_type)
         for response_type in client.response_types:
-            self._response_type[response_type] += 1
-        for finding in findings:
+            _count(self._response_type, response_type)
+        for finding in findings:  # our own names: never undocumented
             self._finding[finding] += 1
 
     @property
@@ -83,17 +93,28 @@ class ClientCounter:
         return self._total
 
     def result(self) -> ClientCounts:
+        folded: list[tuple[str, int]] = []
+
+        def breakdown(label: str, documented: tuple[str, ...], counts: Counter[str]) -> Breakdown:
+            result, values_folded = _breakdown(documented, counts)
+            if values_folded:
+                folded.append((label, values_folded))
+            return result
+
         return ClientCounts(
             total=self._total,
-            by_visibility=_breakdown(VISIBILITIES, self._visibility),
-            by_auth_method=_breakdown((*AUTH_METHODS, UNSPECIFIED_AUTH_METHOD), self._auth_method),
-            by_verification_status=_breakdown(
-                (*VERIFICATION_STATUSES, NO_VERIFICATION), self._verification
+            by_visibility=breakdown("visibility", VISIBILITIES, self._visibility),
+            by_auth_method=breakdown(
+                "auth_method", (*AUTH_METHODS, UNSPECIFIED_AUTH_METHOD), self._auth_method
+            ),
+            by_verification_status=breakdown(
+                "status", (*VERIFICATION_STATUSES, NO_VERIFICATION), self._verification
             ),
             rotated_secret_pending=self._rotated,
-            by_grant_type=_breakdown(GRANT_TYPES, self._grant_type),
-            by_response_type=_breakdown(RESPONSE_TYPES, self._response_type),
-            by_finding=_breakdown(FINDINGS, self._finding),
+            by_grant_type=breakdown("grant_type", GRANT_TYPES, self._grant_type),
+            by_response_type=breakdown("response_type", RESPONSE_TYPES, self._response_type),
+            by_finding=_breakdown(FINDINGS, self._finding)[0],
+            folded=tuple(folded),
         )
 
 
@@ -104,6 +125,32 @@ def count_clients(clients: Iterable[OAuthClient]) -> ClientCounts:
     return counter.result()
 
 
-def _breakdown(documented: tuple[str, ...], counts: Counter[str]) -> Breakdown:
-    undocumented = sorted(value for value in counts if value not in documented)
-    return tuple((value, counts[value]) for value in (*documented, *undocumented))
+def _count(counts: Counter[str], value: str) -> None:
+    held = counts.get(value)
+    if held is not None:
+        counts[value] = held + 1
+        return
+    value = value[:MAX_LABEL_LENGTH]
+    if value in counts or len(counts) < MAX_TRACKED_VALUES:
+        counts[value] += 1
+    else:
+        counts[_OVERFLOW] += 1
+
+
+_OVERFLOW = "\0overflow"  # clients whose value came after MAX_TRACKED_VALUES distinct ones
+
+
+def _breakdown(documented: tuple[str, ...], counts: Counter[str]) -> tuple[Breakdown, int]:
+    """Documented values in their order (0 included), then the most common undocumented ones by
+    name, then OTHER for the rest; and how many distinct values went into OTHER."""
+    undocumented = [v for v in counts if v not in documented and v not in (OTHER, _OVERFLOW)]
+    undocumented.sort(key=lambda value: (-counts[value], value))
+    kept = sorted(undocumented[:MAX_UNDOCUMENTED_VALUES])
+    rest = undocumented[MAX_UNDOCUMENTED_VALUES:]
+    # A value the API itself calls "other" is counted there too, never twice under one name.
+    other = sum(counts[v] for v in rest) + counts.get(_OVERFLOW, 0) + counts.get(OTHER, 0)
+    pairs = [(value, counts[value]) for value in (*documented, *kept)]
+    if other:
+        pairs.append((OTHER, other))
+    # Values past MAX_TRACKED_VALUES were not told apart: they count as one, "at least".
+    return tuple(pairs), len(rest) + (1 if _OVERFLOW in counts else 0)

@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as error:
         print(f"cloudflare-oauth-exporter: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, settings.log_format)
+    secrets = settings.auth.secrets() if settings.auth is not None else ()
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets)
     if settings.once:
         return asyncio.run(refresh_once(settings))
     try:

@@ -111,6 +111,7 @@ class ExpositionStore:
         version: str = __version__,
         process_metrics: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`keep` decides, by family name, what is exported (--metrics.allowlist/denylist)."""
         self._keep = keep
@@ -134,8 +135,11 @@ class ExpositionStore:
         self._exporter_body: bytes | None = None
         self._discovery_up: bool | None = None
         self._requests: dict[tuple[str, str], int] = {}
+        self._paused_until = 0.0  # wall time the API lets us send again; past: not paused
+        self._paused_rendered = 0.0  # the value the exporter series were last rendered with
         self._lock = threading.Lock()
         self._monotonic = monotonic
+        self._clock = clock
         self._process_registry: CollectorRegistry | None = None
         if process_metrics:
             self._process_registry = CollectorRegistry(auto_describe=False)
@@ -189,6 +193,12 @@ class ExpositionStore:
             self._discovery_up = up
             self._exporter_body = None
 
+    def set_paused_until(self, until: float) -> None:
+        """Cloudflare asked every request to wait until this wall time."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+            self._exporter_body = None
+
     def count_request(self, endpoint: str, code: str) -> None:
         with self._lock:
             key = (endpoint, code)
@@ -208,7 +218,9 @@ class ExpositionStore:
             if self._body is None:
                 self._body = self._join_accounts()
                 self._full = None
-            if self._exporter_body is None:
+            paused = self._paused_until if self._paused_until > self._clock() else 0.0
+            if self._exporter_body is None or paused != self._paused_rendered:
+                self._paused_rendered = paused
                 self._exporter_body = render_families(self._exporter_families, self._state())
                 self._full = None
             process = self._render_process()
@@ -233,6 +245,7 @@ class ExpositionStore:
             total_shards=self._total_shards,
             discovery_up=self._discovery_up,
             requests=tuple(sorted(self._requests.items())),
+            paused_until=self._paused_rendered,
         )
 
     def _join_accounts(self) -> bytes:

@@ -35,6 +35,7 @@ class ExporterState:
     total_shards: int
     discovery_up: bool | None  # None: not discovered yet
     requests: tuple[tuple[tuple[str, str], int], ...]  # ((endpoint, code), count), sorted
+    paused_until: float = 0.0  # wall time Cloudflare lets requests go again; 0: not paused
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,13 @@ EXPORTER_FAMILIES: tuple[Family[ExporterState], ...] = (
             ((("endpoint", endpoint), ("code", code)), count)
             for (endpoint, code), count in e.requests
         ],
+    ),
+    Family(
+        "cloudflare_oauth_api_paused_until_timestamp_seconds",
+        "Unix time until which Cloudflare asked every API request to wait (Retry-After, or a "
+        "Ratelimit header with nothing left); 0 when requests are not paused.",
+        "gauge",
+        lambda e: [((), e.paused_until)],
     ),
     Family(
         "cloudflare_oauth_exporter_build_info",

@@ -34,10 +34,14 @@ class ApiMessage:
 
 @dataclass(frozen=True, slots=True)
 class ResultInfo:
+    """Paging facts; a number that is not a whole number in range reads as absent."""
+
     page: int | None = None
     per_page: int | None = None
     count: int | None = None
     total_count: int | None = None
+    # The next page's cursor when the endpoint pages by cursor; "" on the last page.
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,50 +86,80 @@ class OAuthClient(NamedTuple):
 
 
 def parse_envelope(body: object) -> Envelope:
+    """A whole envelope (an error answer, read in full); list answers are streamed instead."""
     if not isinstance(body, Mapping):
         raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
-    success = body.get("success")
+    return envelope_of(body, body.get("result"))
+
+
+def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
+    """The envelope from its members (success, errors, result_info) and its result."""
+    success = members.get("success")
     if not isinstance(success, bool):
         raise MalformedResponse("the response has no boolean 'success'")
-    info = body.get("result_info")
+    info = members.get("result_info")
     return Envelope(
         success=success,
-        errors=_messages(body.get("errors")),
-        result=body.get("result"),
+        errors=_messages(members.get("errors")),
+        result=result,
         result_info=_result_info(info) if isinstance(info, Mapping) else None,
     )
+
+
+MAX_MESSAGES = 20  # errors an answer may list that are kept; the rest say nothing new
+MAX_MESSAGE_LENGTH = 1024
+MAX_CURSOR_LENGTH = 4096  # it goes into a URL
 
 
 def _messages(value: object) -> tuple[ApiMessage, ...]:
     if not isinstance(value, list):
         return ()
     messages = []
-    for item in value:
+    for item in value[:MAX_MESSAGES]:
         if isinstance(item, Mapping):
-            code = item.get("code")
             text = item.get("message")
             messages.append(
                 ApiMessage(
-                    code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-                    message=text if isinstance(text, str) else "",
+                    code=_whole_number(item.get("code")),
+                    message=text[:MAX_MESSAGE_LENGTH] if isinstance(text, str) else "",
                 )
             )
     return tuple(messages)
 
 
-def _result_info(info: Mapping[str, object]) -> ResultInfo:
-    def number(key: str) -> int | None:
-        value = info.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return int(value)
+def _whole_number(value: object) -> int | None:
+    """An int, or a float holding one, within what a count can be; anything else is absent
+    (booleans, NaN, infinities, 1e999, fractions, absurdly large numbers)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not -(2**53) <= value <= 2**53:
+        return None
+    return value
 
+
+def _result_info(info: Mapping[str, object]) -> ResultInfo:
+    def count(key: str) -> int | None:
+        value = _whole_number(info.get(key))
+        return value if value is not None and value >= 0 else None
+
+    cursor = info.get("cursor")
+    cursors = info.get("cursors")
+    if cursor is None and isinstance(cursors, Mapping):
+        cursor = cursors.get("after")  # the other shape Cloudflare's cursor lists use
+    if not isinstance(cursor, str):
+        cursor = None  # "" stays: the cursor of the last page, which says there is no next one
+    elif len(cursor) > MAX_CURSOR_LENGTH:
+        raise MalformedResponse(f"result_info.cursor is longer than {MAX_CURSOR_LENGTH} characters")
     return ResultInfo(
-        page=number("page"),
-        per_page=number("per_page"),
-        count=number("count"),
-        total_count=number("total_count"),
+        page=count("page"),
+        per_page=count("per_page"),
+        count=count("count"),
+        total_count=count("total_count"),
+        cursor=cursor,
     )
+
+
+MAX_LABEL_LENGTH = 128  # a label value from the API is cut here: not a place for essays
 
 
 def parse_account(item: object) -> Account:
@@ -135,7 +169,7 @@ def parse_account(item: object) -> Account:
     if not isinstance(account_id, str) or not account_id:
         raise MalformedResponse("an account has no 'id'")
     name = item.get("name")
-    return Account(id=account_id, name=name if isinstance(name, str) else None)
+    return Account(id=account_id, name=name[:MAX_LABEL_LENGTH] if isinstance(name, str) else None)
 
 
 def parse_oauth_client(item: object) -> OAuthClient:
@@ -144,7 +178,7 @@ def parse_oauth_client(item: object) -> OAuthClient:
     if type(item) is not dict:
         raise MalformedResponse("an OAuth client is not a JSON object")
     client_id = item.get("client_id")
-    if type(client_id) is not str or not client_id:
+    if type(client_id) is not str:  # "" is an id like any other
         raise MalformedResponse("an OAuth client has no 'client_id'")
     visibility = item.get("visibility")
     if type(visibility) is not str or not visibility:

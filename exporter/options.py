@@ -183,6 +183,28 @@ def integer(*, minimum: int, maximum: int) -> Parser[int]:
     return parse
 
 
+_SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}  # fmt: skip
+
+
+def byte_size(*, minimum: int, maximum: int) -> Parser[int]:
+    """Bytes: a whole number with an optional unit, e.g. 256MiB, 500MB, 1048576."""
+
+    def parse(value: str, source: str) -> int:
+        match = _SIZE.fullmatch(value)
+        if match is None or len(value) > 32:
+            raise ConfigError(f"{source} {value!r}: not a size; use e.g. 256MiB, 1GiB or 500MB")
+        size = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+        if not minimum <= size <= maximum:
+            raise ConfigError(
+                f"{source} {value!r}: must be between {minimum >> 10}KiB and {maximum >> 30}GiB"
+            )
+        return size
+
+    return parse
+
+
 def choice(choices: tuple[str, ...], aliases: Mapping[str, str] | None = None) -> Parser[str]:
     def parse(value: str, source: str) -> str:
         word = value.strip().lower()
@@ -271,6 +293,16 @@ PAGE_SIZE = Option(
     "--cloudflare.page-size", "CLOUDFLARE_PAGE_SIZE", "N", "OAuth clients asked for per page",
     integer(minimum=1, maximum=1000), "50",
 )  # fmt: skip
+MAX_RESPONSE_SIZE = Option(
+    "--cloudflare.max-response-size", "CLOUDFLARE_MAX_RESPONSE_SIZE", "SIZE",
+    "largest API answer read, counted after decompression, e.g. 256MiB; a larger one fails the "
+    "account", byte_size(minimum=64 << 10, maximum=64 << 30), "256MiB",
+)  # fmt: skip
+MAX_CLIENTS_PER_ACCOUNT = Option(
+    "--cloudflare.max-clients-per-account", "CLOUDFLARE_MAX_CLIENTS_PER_ACCOUNT", "N",
+    "most distinct OAuth clients one account may list in a refresh; more fails the account",
+    integer(minimum=1, maximum=100_000_000), "1000000",
+)  # fmt: skip
 SHARD = Option(
     "--shard", "EXPORTER_SHARD", "N",
     "this replica's shard, 0 to --total-shards - 1: it exports only the accounts that hash to it",
@@ -315,7 +347,8 @@ LOG_FORMAT = Option(
 
 OPTIONS: tuple[Option[object], ...] = (
     LISTEN_ADDRESS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN, API_TOKEN_FILE, API_EMAIL,
-    API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT, TIMEOUT, PAGE_SIZE, SHARD,
+    API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT, TIMEOUT, PAGE_SIZE,
+    MAX_RESPONSE_SIZE, MAX_CLIENTS_PER_ACCOUNT, SHARD,
     TOTAL_SHARDS, PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST, WEB_CONFIG_FILE, LOG_LEVEL,
     LOG_FORMAT,
 )  # fmt: skip

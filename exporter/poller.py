@@ -18,7 +18,7 @@ from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
 from exporter.findings import client_findings
-from exporter.model import Account
+from exporter.model import Account, OAuthClient
 from exporter.ratelimit import RATE_WINDOW, Sleep
 from exporter.selection import ClientSelection, client_record
 from exporter.sharding import Shard
@@ -141,13 +141,16 @@ class Poller:
             else None
         )
         error: str | None = None
+
+        def consume(batch: list[OAuthClient]) -> None:
+            for client in batch:
+                findings = client_findings(client)
+                counter.add(client, findings)
+                if selection is not None:
+                    selection.add(client_record(client, findings))
+
         try:
-            async for page in self._api.oauth_client_pages(account.id):
-                for client in page:
-                    findings = client_findings(client)
-                    counter.add(client, findings)
-                    if selection is not None:
-                        selection.add(client_record(client, findings))
+            await self._api.list_oauth_clients(account.id, consume)
         except ApiError as api_error:
             error = str(api_error)
             log.warning(
@@ -174,6 +177,13 @@ class Poller:
                 clients=kept,
                 dropped_client_series=dropped,
             )
+            folded = snapshot.counts.folded if snapshot.counts is not None else ()
+            if folded:
+                log.warning(
+                    "undocumented values beyond the first few are counted as 'other'",
+                    extra={"account_id": account.id,
+                           "folded": ",".join(f"{label}={n}" for label, n in folded)},
+                )  # fmt: skip
             if dropped:
                 log.warning(
                     "per-client series capped by --metrics.per-client-limit",

@@ -75,6 +75,10 @@ class SlidingWindowLimiter:
                     return stamp
                 await self._sleep(delay)
 
-    def pause_for(self, seconds: float) -> None:
-        """The server asked us to stop for `seconds`: nobody sends until then."""
-        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+    def pause_for(self, seconds: float) -> bool:
+        """The server asked us to stop for `seconds`: nobody sends until then. True when this
+        begins a pause rather than extending one already under way."""
+        now = self._clock()
+        began = self._blocked_until <= now
+        self._blocked_until = max(self._blocked_until, now + seconds)
+        return began

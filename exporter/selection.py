@@ -11,9 +11,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from exporter.aggregation import NO_VERIFICATION, UNSPECIFIED_AUTH_METHOD
-from exporter.model import OAuthClient
-
-MAX_NAME_LENGTH = 128  # longer client names are cut: a label value is not a place for essays
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient
 
 
 class ClientRecord(NamedTuple):
@@ -34,10 +32,12 @@ class ClientRecord(NamedTuple):
 def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord:
     return ClientRecord(
         client_id=client.client_id,
-        client_name=(client.client_name or "")[:MAX_NAME_LENGTH],
-        visibility=client.visibility,
-        auth_method=client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD,
-        verification_status=client.verification_status or NO_VERIFICATION,
+        client_name=(client.client_name or "")[:MAX_LABEL_LENGTH],
+        visibility=client.visibility[:MAX_LABEL_LENGTH],
+        auth_method=(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD)[
+            :MAX_LABEL_LENGTH
+        ],
+        verification_status=(client.verification_status or NO_VERIFICATION)[:MAX_LABEL_LENGTH],
         rotated_secret_pending=client.has_rotated_secret,
         created_at=client.created_at,
         updated_at=client.updated_at,

@@ -40,8 +40,11 @@ class ExporterService:
             timeout=settings.timeout,
             concurrency=settings.concurrency,
             page_size=settings.page_size,
+            max_response_size=settings.max_response_size,
+            max_clients=settings.max_clients_per_account,
             limiter=SlidingWindowLimiter(settings.rate_limit),
             on_request=self.store.count_request,
+            on_pause=self.store.set_paused_until,
         )
         self.poller = Poller(
             self.api,

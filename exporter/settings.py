@@ -36,6 +36,8 @@ class Settings:
     rate_limit: int
     timeout: float
     page_size: int
+    max_response_size: int
+    max_clients_per_account: int
     log_level: str
     log_format: str
     shard: int
@@ -170,6 +172,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         rate_limit=resolve.value(options.RATE_LIMIT),
         timeout=resolve.value(options.TIMEOUT),
         page_size=resolve.value(options.PAGE_SIZE),
+        max_response_size=resolve.value(options.MAX_RESPONSE_SIZE),
+        max_clients_per_account=resolve.value(options.MAX_CLIENTS_PER_ACCOUNT),
         log_level=resolve.value(options.LOG_LEVEL),
         log_format=resolve.value(options.LOG_FORMAT),
         shard=shard,

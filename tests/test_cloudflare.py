@@ -13,6 +13,7 @@ import pytest
 from exporter.aggregation import count_clients
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.credentials import GlobalKeyAuth, Secret, TokenAuth
+from exporter.model import OAuthClient
 from exporter.ratelimit import RATE_WINDOW, SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
 from tests.support.clock import FakeClock
@@ -40,7 +41,8 @@ def list_clients(url: str, account_id: str, **options):
     async def scenario():
         client = api(url, on_request=lambda e, c: codes.update([(e, c)]), **options)
         try:
-            pages = [page async for page in client.oauth_client_pages(account_id)]
+            pages: list[list[OAuthClient]] = []
+            await client.list_oauth_clients(account_id, pages.append)
         finally:
             await client.aclose()
         return [c for page in pages for c in page], pages
@@ -63,12 +65,13 @@ def test_paging_api_takes_the_fewest_pages(serve_simulator, n_clients, page_size
 
 
 def test_api_that_ignores_page_like_the_reference_example(serve_simulator):
-    # Three clients, result_info claiming total_count 2000, the same page whatever `page` says.
+    # Three clients, result_info claiming total_count 2000, the same page whatever `page` says:
+    # the total says more remain, so page 2 is asked for; it brings nothing new, so it ends.
     target = account(3, paging="ignore", reported_total=2000)
     url = serve_simulator(sim := Simulator([target]))
     clients, _, _ = list_clients(url, target.id)
     assert len(clients) == 3
-    assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 1
+    assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 2
 
 
 def test_api_that_ignores_page_and_per_page_returns_everything_once(serve_simulator):
@@ -81,12 +84,26 @@ def test_api_that_ignores_page_and_per_page_returns_everything_once(serve_simula
     assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 2
 
 
-def test_api_without_result_info_is_one_page(serve_simulator):
-    target = account(60, paging="single")
-    url = serve_simulator(sim := Simulator([target]))
-    clients, _, _ = list_clients(url, target.id)
-    assert len(clients) == 60
-    assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 1
+def test_api_without_result_info_is_one_page_once_the_endpoint_is_known(serve_simulator):
+    # The first answer without result_info cannot say whether more pages exist: page 2 is asked
+    # for once; it repeats page 1, so the endpoint is known to ignore paging from then on.
+    first, second = account(60, paging="single"), account(60, seed=2, paging="single")
+    url = serve_simulator(sim := Simulator([first, second]))
+
+    async def scenario():
+        client = api(url)
+        try:
+            return [
+                await client.list_oauth_clients(a.id, lambda batch: None) for a in (first, second)
+            ]
+        finally:
+            await client.aclose()
+
+    summaries = asyncio.run(scenario())
+    assert [s.distinct for s in summaries] == [60, 60]
+    assert sim.requests[f"/accounts/{first.id}/oauth_clients"] == 2
+    assert sim.requests[f"/accounts/{second.id}/oauth_clients"] == 1
+    assert [s.stopped_by for s in summaries] == ["no new ids", "no result_info"]
 
 
 def test_overstated_total_count_stops_on_the_empty_page(serve_simulator):
@@ -152,7 +169,9 @@ def test_client_errors_fail_at_once_with_the_api_code_and_message(
         list_clients(url, target.id)
     assert (raised.value.status, raised.value.code) == (status, code)
     assert reason in str(raised.value)
-    assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == 1  # no retry
+    # No retry; a 400 to the first page, asked for with paging parameters, is asked once more
+    # without them (the endpoint may refuse the parameters) and then stays an account error.
+    assert sim.requests[f"/accounts/{target.id}/oauth_clients"] == (2 if status == 400 else 1)
 
 
 def test_invalid_token_is_a_403_9109(serve_simulator):
@@ -280,7 +299,7 @@ def test_a_body_that_cannot_be_decoded_is_reported_not_raised(serve_simulator):
     url = serve_simulator(Simulator([target]))
     with pytest.raises(ApiError, match="could not be decoded") as raised:
         list_clients(url, target.id, max_retries=1)
-    assert raised.value.status is None
+    assert raised.value.status == 200
 
 
 def test_retry_after_is_capped_at_the_rate_window(serve_simulator):
@@ -336,13 +355,13 @@ def test_connection_errors_are_retried_then_reported():
     ("fault", "reason"),
     [
         (Fault.html(200), "not JSON (text/html)"),
-        (Fault.not_json(), "not JSON (application/json)"),
+        (Fault.not_json(), "the body ends before the JSON object does"),
         (Fault.success_false(1000, "internal processing error"), "internal processing error"),
         (Fault.missing_client_id(), "no 'client_id'"),
-        (Fault(status=200, body='{"success": true, "result": null}'), "'result' is not a list"),
+        (Fault(status=200, body='{"success": true, "result": {}}'), "'result' is not a list"),
         (Fault(status=200, body='{"result": []}'), "boolean 'success'"),
         (Fault(status=200, body="[]"), "expected a JSON object"),
-        (Fault(status=200, body="[" * 100_000 + "]" * 100_000), "not JSON"),  # too deep to parse
+        (Fault(status=200, body='{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "too deeply"),
     ],
 )
 def test_malformed_answers_are_errors_not_crashes(serve_simulator, fault, reason):
@@ -373,7 +392,7 @@ def test_concurrency_bounds_requests_in_flight(serve_simulator):
         client = api(url, concurrency=3)
 
         async def drain(account_id: str) -> int:
-            return sum([len(p) async for p in client.oauth_client_pages(account_id)])
+            return (await client.list_oauth_clients(account_id, lambda batch: None)).distinct
 
         try:
             return await asyncio.gather(*(drain(a.id) for a in accounts))
@@ -393,7 +412,10 @@ def test_the_client_side_budget_prevents_429s(serve_simulator):
     async def scenario():
         client = api(url, limiter=SlidingWindowLimiter(12, 2.0))
         try:
-            return [sum([len(p) async for p in client.oauth_client_pages(a.id)]) for a in accounts]
+            return [
+                (await client.list_oauth_clients(a.id, lambda batch: None)).distinct
+                for a in accounts
+            ]
         finally:
             await client.aclose()
 

@@ -102,7 +102,6 @@ def test_nulls_mean_absent():
     [
         ("just a string", "not a JSON object"),
         ({"visibility": "public"}, "no 'client_id'"),
-        ({"client_id": "", "visibility": "public"}, "no 'client_id'"),
         ({"client_id": 7, "visibility": "public"}, "no 'client_id'"),
         ({"client_id": "c"}, "no 'visibility'"),
         ({"client_id": "c", "visibility": "public", "has_rotated_secret": "yes"}, "boolean"),
@@ -169,3 +168,34 @@ def test_accounts_parse_with_or_without_a_name():
     assert parse_account({"id": "a" * 32}).name is None
     with pytest.raises(MalformedResponse):
         parse_account({"name": "no id"})
+
+
+def test_an_empty_client_id_is_an_id_like_any_other():
+    assert parse_oauth_client({"client_id": "", "visibility": "public"}).client_id == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [(5, 5), (5.0, 5), (5.5, None), (True, None), (-1, None), (float("inf"), None),
+     (float("nan"), None), (10**30, None), ("5", None), (None, None)],
+)  # fmt: skip
+def test_result_info_numbers_are_whole_counts_or_absent(value, read):
+    envelope = parse_envelope({"success": True, "result_info": {"total_count": value}})
+    assert envelope.result_info is not None
+    assert envelope.result_info.total_count == read
+
+
+@pytest.mark.parametrize(
+    ("info", "cursor"),
+    [({"cursor": "abc"}, "abc"), ({"cursor": ""}, ""), ({"cursors": {"after": "z"}}, "z"),
+     ({"cursor": 7}, None), ({}, None)],
+)  # fmt: skip
+def test_cursors_in_either_shape(info, cursor):
+    envelope = parse_envelope({"success": True, "result_info": info})
+    assert envelope.result_info is not None
+    assert envelope.result_info.cursor == cursor
+
+
+def test_a_huge_cursor_is_refused():
+    with pytest.raises(MalformedResponse, match="cursor is longer"):
+        parse_envelope({"success": True, "result_info": {"cursor": "c" * 5000}})

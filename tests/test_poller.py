@@ -132,7 +132,7 @@ def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simula
 @pytest.mark.parametrize(
     "fault",
     [Fault.html(200), Fault.not_json(), Fault.success_false(), Fault.missing_client_id(),
-     Fault(status=200, body='{"success": true, "result": null}')],
+     Fault(status=200, body='{"success": true, "result": {}}')],
 )  # fmt: skip
 def test_malformed_answers_mark_only_that_account_failed(serve_simulator, fault):
     good, bad = accounts(2)
@@ -274,14 +274,14 @@ def test_a_bug_in_one_account_does_not_stop_the_refresh(serve_simulator, monkeyp
     good, cursed = accounts(2)
     url = serve_simulator(Simulator([good, cursed]))
     harness = Harness(url)
-    original = harness.api.oauth_client_pages
+    original = harness.api.list_oauth_clients
 
-    def pages(account_id: str):
+    async def listing(account_id: str, consume):
         if account_id == cursed.id:
             raise RuntimeError("a bug")
-        return original(account_id)
+        return await original(account_id, consume)
 
-    harness.api.oauth_client_pages = pages  # type: ignore[method-assign]
+    harness.api.list_oauth_clients = listing  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):
         assert harness.refresh() is False
     assert harness.value("cloudflare_oauth_account_up", account_id=cursed.id) == 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.model import OAuthClient
-from exporter.selection import MAX_NAME_LENGTH, ClientSelection, client_record
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient
+from exporter.selection import ClientSelection, client_record
 
 
 def client(n: int = 0, **fields) -> OAuthClient:
@@ -19,7 +19,7 @@ def test_client_record_keeps_what_per_client_metrics_need():
         frozenset({"implicit_grant"}),
     )
     assert record.client_id == "c7"
-    assert record.client_name == "n" * MAX_NAME_LENGTH
+    assert record.client_name == "n" * MAX_LABEL_LENGTH
     assert (record.auth_method, record.verification_status) == ("unspecified", "none")
     assert record.rotated_secret_pending is True
     assert record.created_at == "2025-01-01T00:00:00Z"

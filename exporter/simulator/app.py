@@ -8,12 +8,14 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from exporter.ratelimit import RATE_WINDOW
@@ -129,24 +131,65 @@ class Simulator:
 
     def _clients_page(self, request: Request, account: SimAccount) -> Response:
         clients = account.clients
-        page, per_page = _paging(request, default=20, minimum=1, maximum=self.max_page_size)
+        mode = account.paging
+        query = request.query_params
         total = account.reported_total if account.reported_total is not None else len(clients)
-        if account.paging == "single":
+        if mode == "strict" and query:
+            return _error_response(400, 6008, "Invalid request parameters")
+        if mode in ("spec", "strict"):
+            info = {"page": 1, "per_page": len(clients), "count": len(clients),
+                    "total_count": total}  # fmt: skip
+            return _envelope(clients, info)
+        if mode == "single":
             return _envelope(clients, None)
-        if account.paging == "ignore":
-            return _envelope(
-                clients, {"page": page, "per_page": 20, "count": len(clients), "total_count": total}
-            )
+        page, per_page = _paging(request, default=20, minimum=1, maximum=self.max_page_size)
+        if mode == "ignore":
+            info = {"page": page, "per_page": 20, "count": len(clients), "total_count": total}
+            return _envelope(clients, info)
+        if mode == "endless":
+            invented = [_invented_client(account.id, page, n) for n in range(per_page)]
+            info = {"page": page, "per_page": per_page, "count": per_page,
+                    "total_count": (page + 1) * per_page}  # fmt: skip
+            return _envelope(invented, info)
+        if mode == "cursor":
+            return self._cursor_page(query.get("cursor", ""), per_page, clients)
+        if mode == "max_per_page":
+            if "per_page" in query and per_page > account.max_per_page:
+                return _error_response(
+                    400, 8000024,
+                    "Invalid list options provided. Review the `page` or `per_page` parameter.",
+                )  # fmt: skip
+            if "per_page" not in query:
+                per_page = 20
+        asked = per_page
+        if mode in ("fixed", "fixed_echo", "fixed_bare"):
+            per_page = account.fixed_page_size
         key = (account.id, page, per_page)
         if self._page_cache is not None and key in self._page_cache:
             return Response(self._page_cache[key], media_type="application/json")
         chunk = clients[(page - 1) * per_page : page * per_page]
-        response = _envelope(
-            chunk, {"page": page, "per_page": per_page, "count": len(chunk), "total_count": total}
-        )
+        reported_per_page = asked if mode == "fixed_echo" else per_page
+        info = {"page": page, "per_page": reported_per_page, "count": len(chunk),
+                "total_count": total}  # fmt: skip
+        response = _envelope(chunk, None if mode == "fixed_bare" else info)
         if self._page_cache is not None:
             self._page_cache[key] = bytes(response.body)
         return response
+
+    def _cursor_page(self, cursor: str, per_page: int, clients: list[dict[str, Any]]) -> Response:
+        """Cursors are opaque to the client: here, the offset of the next page, disguised."""
+        try:
+            start = int(cursor.removeprefix("c-"), 16) if cursor else 0
+        except ValueError:
+            return _error_response(400, 6008, "Invalid request parameters")
+        chunk = clients[start : start + per_page]
+        following = start + per_page
+        info: dict[str, object] = {
+            "count": len(chunk),
+            "per_page": per_page,
+            "cursor": f"c-{following:x}" if following < len(clients) else "",
+        }
+        return _envelope(chunk, info)
 
     # --- shared behaviour ------------------------------------------------------------------
 
@@ -246,7 +289,13 @@ class Simulator:
     async def _fault_response(fault: Fault) -> Response:
         if fault.delay:
             await asyncio.sleep(fault.delay)
-        if fault.body is not None:
+        response: Response
+        if fault.stream is not None:
+            response = StreamingResponse(
+                iterate_in_threadpool(fault.stream()), status_code=fault.status,
+                media_type=fault.content_type,
+            )  # fmt: skip
+        elif fault.body is not None:
             response = Response(fault.body, status_code=fault.status, media_type=fault.content_type)
         else:
             response = _error_response(fault.status, fault.code or 1000, fault.message or "error")
@@ -268,7 +317,12 @@ def _paging(request: Request, *, default: int, minimum: int, maximum: int) -> tu
     return page, per_page
 
 
-def _envelope(result: object, result_info: dict[str, int] | None) -> Response:
+def _invented_client(account_id: str, page: int, n: int) -> dict[str, Any]:
+    """A client no earlier page had: the "endless" mode's supply never runs out."""
+    return {"client_id": f"{account_id[:8]}-{page:08x}-{n:04x}", "visibility": "private"}
+
+
+def _envelope(result: object, result_info: Mapping[str, object] | None) -> Response:
     body: dict[str, object] = {"errors": [], "messages": [], "success": True, "result": result}
     if result_info is not None:
         body["result_info"] = result_info

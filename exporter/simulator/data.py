@@ -10,11 +10,22 @@ from typing import Any, Literal
 
 from exporter.simulator.faults import Fault
 
-# How GET /accounts/{id}/oauth_clients answers paging:
-#   pages:  honest paging by page and per_page, with result_info
-#   ignore: every page is the whole list, result_info says per_page 20 (the reference's example)
-#   single: the whole list, no result_info
-Paging = Literal["pages", "ignore", "single"]
+# How GET /accounts/{id}/oauth_clients answers paging, one mode per behaviour seen in the v4 API:
+Paging = Literal[
+    "pages",  # honest paging by page and per_page, result_info with total_count
+    "spec",  # the official spec: no query parameters, one answer with every client (and an
+    #          honest result_info, which the spec allows and the official SDK ignores)
+    "ignore",  # every page is the whole list; result_info says per_page 20 and the total,
+    #            or `reported_total` (the reference's own example: 2000 for one client)
+    "single",  # the whole list, no result_info
+    "fixed",  # pages of `fixed_page_size` whatever per_page says; result_info says so
+    "fixed_echo",  # pages of `fixed_page_size`; result_info echoes the per_page asked for
+    "fixed_bare",  # pages of `fixed_page_size`; no result_info at all
+    "cursor",  # pages by result_info.cursor: the next request sends cursor=...
+    "strict",  # 400 (6008) to any query parameter; without them, the whole list
+    "max_per_page",  # 400 (8000024) to a per_page above `max_per_page`; pages of 20 otherwise
+    "endless",  # every page invents new clients, and total_count says there are ever more
+]
 
 
 @dataclass
@@ -25,6 +36,8 @@ class SimAccount:
     clients: list[dict[str, Any]] = field(default_factory=list)
     paging: Paging = "pages"
     reported_total: int | None = None  # a total_count to report instead of the true one
+    fixed_page_size: int = 20  # the "fixed*" modes' page size
+    max_per_page: int = 20  # the "max_per_page" mode's limit
     fault: Fault | None = None  # every request fails this way until cleared
     faults: deque[Fault] = field(default_factory=deque)  # the next requests fail, one each
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+Chunks = Callable[[], Iterator[bytes]]  # a body made as it is sent: never held whole
+_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -18,6 +24,7 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Chunks | None = None  # instead of `body`: sent chunked, as it is made
 
     @classmethod
     def api_error(cls, status: int, code: int, message: str) -> Fault:
@@ -79,3 +86,64 @@ class Fault:
     def slow(cls, delay: float) -> Fault:
         """Answers normally, but only after `delay` seconds (for client timeouts)."""
         return cls(status=0, delay=delay)
+
+    @classmethod
+    def envelope(cls, text: str) -> Fault:
+        """A 200 whose body is exactly `text` (for odd JSON: NaN, 1e999, deep nesting...)."""
+        return cls(status=200, body=text)
+
+    @classmethod
+    def clients_without_end(cls, megabytes: float | None = None) -> Fault:
+        """A list answer that never closes: ever more made-up clients, for `megabytes` of body
+        or, with None, for ever (an endless chunked body)."""
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"success": true, "errors": [], "messages": [], "result": ['
+            sent = 0
+            for n in itertools.count():
+                clients = ",".join(
+                    json.dumps({"client_id": f"endless-{n:08x}-{i:03x}", "visibility": "private",
+                                "client_name": "x" * 200})
+                    for i in range(200)
+                )  # fmt: skip
+                piece = (clients + ",").encode()
+                if megabytes is not None and sent + len(piece) > megabytes * 1e6:
+                    return
+                sent += len(piece)
+                yield piece
+
+        return cls(status=200, stream=chunks)
+
+    @classmethod
+    def junk(cls, megabytes: float) -> Fault:
+        """A 200 of `megabytes` of bytes that are not JSON (a proxy's error page gone wrong)."""
+
+        def chunks() -> Iterator[bytes]:
+            piece = b"<junk>" * (_CHUNK // 6)
+            for _ in range(int(megabytes * 1e6 / len(piece)) + 1):
+                yield piece
+
+        return cls(status=200, stream=chunks, content_type="text/html")
+
+    @classmethod
+    def gzip_bomb(cls, expanded_megabytes: int = 1024) -> Fault:
+        """A small gzip body that expands to `expanded_megabytes` of JSON whitespace."""
+        return cls(
+            status=200, stream=lambda: iter(_bomb(expanded_megabytes)),
+            headers={"Content-Encoding": "gzip"},
+        )  # fmt: skip
+
+
+_BOMBS: dict[int, list[bytes]] = {}
+
+
+def _bomb(expanded_megabytes: int) -> list[bytes]:
+    """Made once per size: `{"result": [` then spaces, gzip-compressed (about 1000:1)."""
+    if expanded_megabytes not in _BOMBS:
+        compress = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        parts = [compress.compress(b'{"success": true, "result": [')]
+        spaces = b" " * (1 << 20)
+        parts.extend(compress.compress(spaces) for _ in range(expanded_megabytes))
+        parts.append(compress.flush())
+        _BOMBS[expanded_megabytes] = [part for part in parts if part]
+    return _BOMBS[expanded_megabytes]

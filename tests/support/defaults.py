@@ -16,5 +16,7 @@ def api_options(**overrides: Any) -> dict[str, Any]:
         "timeout": DEFAULTS.timeout,
         "concurrency": DEFAULTS.concurrency,
         "page_size": DEFAULTS.page_size,
+        "max_response_size": DEFAULTS.max_response_size,
+        "max_clients": DEFAULTS.max_clients_per_account,
         **overrides,
     }

@@ -1,0 +1,238 @@
+"""Paging whatever the endpoint does: exact counts and the fewest requests, for every behaviour.
+
+The pager's rules are checked as a table; then the API client walks every paging mode of the
+simulator over real HTTP, and must find exactly the account's clients at the documented cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from typing import Any
+
+import pytest
+
+from exporter.cloudflare import ApiError, CloudflareAPI, ListingSummary
+from exporter.credentials import Secret, TokenAuth
+from exporter.model import OAuthClient, ResultInfo
+from exporter.paging import EndpointHabits, PageFacts, Pager
+from exporter.simulator import Simulator, make_account
+from exporter.simulator.data import Paging
+from tests.support.defaults import api_options
+from tests.support.simulator import TOKEN
+
+CLIENTS = "/accounts/{account_id}/oauth_clients"
+
+
+def info(**fields: Any) -> ResultInfo:
+    return ResultInfo(**fields)
+
+
+@pytest.mark.parametrize(
+    ("facts", "habits", "expected"),
+    [
+        (PageFacts(0, 0, 0, info(total_count=5)), EndpointHabits(), "empty page"),
+        (PageFacts(20, 0, 20, info(total_count=2000)), EndpointHabits(), "no new ids"),
+        (PageFacts(20, 20, 20, info(total_count=20)), EndpointHabits(), "total_count reached"),
+        # never stop on a short page while total_count says more remain (a fixed page size
+        # while result_info echoes our per_page)
+        (PageFacts(20, 20, 20, info(per_page=50, total_count=60)), EndpointHabits(), None),
+        (PageFacts(20, 20, 20, info(per_page=50)), EndpointHabits(), "short page"),
+        (PageFacts(50, 50, 50, info(per_page=50)), EndpointHabits(), None),
+        (PageFacts(7, 7, 7, info(count=7)), EndpointHabits(), "short page"),  # our per_page 50
+        (PageFacts(20, 20, 20, info(cursor="abc")), EndpointHabits(), None),
+        (PageFacts(20, 20, 20, info(cursor="", total_count=99)), EndpointHabits(), "last cursor"),
+        # no result_info: a probe while the endpoint is unknown, then what it has shown
+        (PageFacts(7, 7, 7, None), EndpointHabits(), None),
+        (PageFacts(7, 7, 7, None), EndpointHabits(ignores_paging=True), "no result_info"),
+        (PageFacts(7, 7, 7, None), EndpointHabits(takes_page=False), "no result_info"),
+        (PageFacts(7, 7, 7, None), EndpointHabits(ignores_paging=False), None),
+        (PageFacts(7, 7, 7, None), EndpointHabits(quiet_page_size=20), "short page"),
+        (PageFacts(20, 20, 20, None), EndpointHabits(quiet_page_size=20), None),
+    ],
+)
+def test_the_first_answer_decides_the_next_step(facts, habits, expected):
+    pager = Pager(habits, page_size=50)
+    assert pager.advance(facts) == expected
+    if expected is None:
+        assert pager.query() in (
+            {"page": "2", "per_page": "50"},
+            {"cursor": "abc", "per_page": "50"},
+        )
+
+
+def test_queries_follow_what_the_endpoint_takes():
+    habits = EndpointHabits()
+    pager = Pager(habits, page_size=50)
+    assert pager.query() == {"page": "1", "per_page": "50"}
+    habits.takes_per_page = False
+    assert Pager(habits, 50).query() == {}  # spec-literal: no parameters at all
+    pager = Pager(habits, 50)
+    pager.advance(PageFacts(20, 20, 20, info(total_count=45)))
+    assert pager.query() == {"page": "2"}
+    pager.advance(PageFacts(20, 20, 40, info(cursor="next")))
+    assert pager.query() == {"cursor": "next"}
+
+
+def test_a_probe_that_repeats_the_first_page_teaches_that_the_endpoint_ignores_paging():
+    habits = EndpointHabits()
+    pager = Pager(habits, 50)
+    assert pager.advance(PageFacts(7, 7, 7, None)) is None
+    assert pager.probing
+    assert pager.advance(PageFacts(7, 0, 7, None)) == "no new ids"
+    assert habits.ignores_paging is True
+
+
+def test_a_probe_that_brings_new_ids_teaches_the_page_size_of_a_quiet_pager():
+    habits = EndpointHabits()
+    pager = Pager(habits, 50)
+    assert pager.advance(PageFacts(20, 20, 20, None)) is None
+    assert pager.advance(PageFacts(20, 20, 40, None)) is None
+    assert (habits.ignores_paging, habits.quiet_page_size) == (False, 20)
+    assert pager.advance(PageFacts(3, 3, 43, None)) == "short page"
+
+
+# --- every paging mode of the simulator, over HTTP -------------------------------------------
+
+
+def list_all(url: str, accounts, **options) -> list[tuple[set[str], ListingSummary]]:
+    """(client ids found, summary) per account, listed one after another by one client."""
+
+    async def scenario():
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(**options))
+        found = []
+        try:
+            for account in accounts:
+                ids: set[str] = set()
+
+                def consume(batch: list[OAuthClient], ids: set[str] = ids) -> None:
+                    assert not ids & {c.client_id for c in batch}, "a client handed over twice"
+                    ids.update(c.client_id for c in batch)
+
+                found.append((ids, await client.list_oauth_clients(account.id, consume)))
+        finally:
+            await client.aclose()
+        return found
+
+    return asyncio.run(scenario())
+
+
+def ideal(mode: Paging, n: int, page_size: int, first: bool) -> int:
+    """The fewest requests each behaviour allows (see the README's paging section)."""
+    fixed = 20
+    if mode in ("pages",):
+        return max(1, math.ceil(n / page_size))
+    if mode in ("spec", "ignore"):
+        return 1
+    if mode == "single":
+        return 1 if (n == 0 or not first) else 2  # one probe per process teaches it
+    if mode == "strict":
+        return 2 if first else 1  # one 400 per process teaches it
+    if mode in ("fixed", "fixed_echo"):
+        return max(1, math.ceil(n / fixed))
+    if mode == "fixed_bare":  # nothing says the last full page is the last: one more, or 2
+        return 1 if n == 0 else max(2, math.ceil(n / fixed) + (n % fixed == 0))
+    if mode == "cursor":
+        return max(1, math.ceil(n / page_size))
+    if mode == "max_per_page":  # refuses per_page 50: pages of its default 20 after one 400
+        return max(1, math.ceil(n / fixed)) + (1 if first else 0)
+    raise AssertionError(mode)
+
+
+MODES: tuple[Paging, ...] = (
+    "pages", "spec", "ignore", "single", "fixed", "fixed_echo", "fixed_bare", "cursor", "strict",
+    "max_per_page",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n", [0, 7, 20, 50, 51, 120])
+def test_every_paging_behaviour_gives_exact_counts_at_the_fewest_requests(serve_simulator, mode, n):
+    rng = random.Random(n)
+    accounts = [make_account(rng, f"Account {i}", n, paging=mode) for i in range(3)]
+    url = serve_simulator(sim := Simulator(accounts))
+    found = list_all(url, accounts)
+    for index, (account, (ids, summary)) in enumerate(zip(accounts, found, strict=True)):
+        assert ids == {c["client_id"] for c in account.clients}
+        assert summary.distinct == n
+        requests = sim.requests[f"/accounts/{account.id}/oauth_clients"]
+        assert requests == summary.requests == ideal(mode, n, 50, first=index == 0), (
+            index,
+            summary,
+        )
+
+
+def test_an_overstated_total_count_costs_at_most_one_more_request(serve_simulator):
+    accounts = [make_account(random.Random(1), "Globex", 3, paging="ignore", reported_total=2000)]
+    url = serve_simulator(sim := Simulator(accounts))
+    ((ids, summary),) = list_all(url, accounts)
+    assert len(ids) == 3
+    assert summary.stopped_by == "no new ids"
+    assert sim.requests[f"/accounts/{accounts[0].id}/oauth_clients"] == 2
+
+
+def test_the_400_fallback_is_learned_once_per_endpoint_and_said_once(serve_simulator, caplog):
+    rng = random.Random(4)
+    accounts = [make_account(rng, f"A{i}", 30, paging="strict") for i in range(3)]
+    url = serve_simulator(sim := Simulator(accounts))
+    with caplog.at_level(logging.INFO, logger="exporter.cloudflare"):
+        found = list_all(url, accounts)
+    assert [len(ids) for ids, _ in found] == [30, 30, 30]
+    assert [sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts] == [2, 1, 1]
+    assert sim.status_counts[400] == 1
+    learned = [r for r in caplog.records if r.getMessage() == "learned how an endpoint pages"]
+    assert len(learned) == 1
+    assert learned[0].endpoint == CLIENTS
+
+
+def test_a_400_to_the_plain_request_stays_an_account_error(serve_simulator):
+    from exporter.simulator import Fault
+
+    account = make_account(random.Random(2), "Denied", 5)
+    account.fault = Fault.api_error(400, 6003, "Invalid request headers")
+    url = serve_simulator(sim := Simulator([account]))
+    with pytest.raises(ApiError) as raised:
+        list_all(url, [account])
+    assert (raised.value.status, raised.value.code) == (400, 6003)
+    assert sim.requests[f"/accounts/{account.id}/oauth_clients"] == 2  # with, then without
+
+
+def test_fewer_clients_than_total_count_is_said_with_the_rule_and_both_numbers(
+    serve_simulator, caplog
+):
+    account = make_account(random.Random(3), "Globex", 3, paging="ignore", reported_total=2000)
+    url = serve_simulator(Simulator([account]))
+    with caplog.at_level(logging.INFO, logger="exporter.cloudflare"):
+        list_all(url, [account])
+    [record] = [r for r in caplog.records if "fewer distinct" in r.getMessage()]
+    assert record.levelname == "INFO"
+    assert (record.stopped_by, record.distinct, record.total_count) == (
+        "no new ids", 3, 2000,
+    )  # fmt: skip
+
+
+def test_a_complete_listing_says_nothing(serve_simulator, caplog):
+    account = make_account(random.Random(3), "Acme", 120)
+    url = serve_simulator(Simulator([account]))
+    with caplog.at_level(logging.INFO, logger="exporter.cloudflare"):
+        list_all(url, [account])
+    assert not [r for r in caplog.records if "fewer distinct" in r.getMessage()]
+
+
+def test_repeats_within_and_across_pages_count_once(serve_simulator):
+    account = make_account(random.Random(6), "Dupes", 40, paging="fixed")
+    account.clients = [*account.clients, *account.clients[:15]]  # pages 3 repeats page 1
+    url = serve_simulator(Simulator([account]))
+    ((ids, summary),) = list_all(url, [account])
+    assert len(ids) == summary.distinct == 40
+
+
+def test_a_client_with_an_empty_id_is_still_a_client(serve_simulator):
+    account = make_account(random.Random(7), "Odd", 3)
+    account.clients[0]["client_id"] = ""
+    url = serve_simulator(Simulator([account]))
+    ((ids, summary),) = list_all(url, [account])
+    assert "" in ids
+    assert summary.distinct == 3
