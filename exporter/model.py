@@ -7,6 +7,7 @@ type): those raise MalformedResponse so the caller can fail that account instead
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,6 +161,16 @@ def _result_info(info: Mapping[str, object]) -> ResultInfo:
 
 
 MAX_LABEL_LENGTH = 128  # a label value from the API is cut here: not a place for essays
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """`text` with any lone surrogate replaced by U+FFFD, so it can be written as UTF-8.
+
+    JSON can carry a lone surrogate (`"\\ud800"`); UTF-8 cannot, and a page or a log line that
+    tried would fail. Pairs were joined by the JSON decoder, so any surrogate left is alone.
+    """
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def parse_account(item: object) -> Account:
@@ -169,7 +180,8 @@ def parse_account(item: object) -> Account:
     if not isinstance(account_id, str) or not account_id:
         raise MalformedResponse("an account has no 'id'")
     name = item.get("name")
-    return Account(id=account_id, name=name[:MAX_LABEL_LENGTH] if isinstance(name, str) else None)
+    shown = well_formed(name[:MAX_LABEL_LENGTH]) if isinstance(name, str) else None
+    return Account(id=account_id, name=shown)
 
 
 def parse_oauth_client(item: object) -> OAuthClient:

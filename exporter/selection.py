@@ -6,12 +6,13 @@ pages stream in, so memory stays bounded by --metrics.per-client-limit whatever 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable
 from typing import NamedTuple
 
 from exporter.aggregation import NO_VERIFICATION, UNSPECIFIED_AUTH_METHOD
-from exporter.model import MAX_LABEL_LENGTH, OAuthClient
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
 
 
 class ClientRecord(NamedTuple):
@@ -30,20 +31,32 @@ class ClientRecord(NamedTuple):
 
 
 def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord:
+    """What is shown of a client: label values cut at MAX_LABEL_LENGTH and writable as UTF-8."""
     return ClientRecord(
-        client_id=client.client_id,
-        client_name=(client.client_name or "")[:MAX_LABEL_LENGTH],
-        visibility=client.visibility[:MAX_LABEL_LENGTH],
-        auth_method=(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD)[
-            :MAX_LABEL_LENGTH
-        ],
-        verification_status=(client.verification_status or NO_VERIFICATION)[:MAX_LABEL_LENGTH],
+        client_id=_shown_id(client.client_id),
+        client_name=_shown(client.client_name or ""),
+        visibility=_shown(client.visibility),
+        auth_method=_shown(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD),
+        verification_status=_shown(client.verification_status or NO_VERIFICATION),
         rotated_secret_pending=client.has_rotated_secret,
         created_at=client.created_at,
         updated_at=client.updated_at,
         promoted_at=client.promoted_at,
         findings=findings,
     )
+
+
+def _shown(text: str) -> str:
+    return well_formed(text[:MAX_LABEL_LENGTH])
+
+
+def _shown_id(client_id: str) -> str:
+    """An id as a label value: a long one is cut, with a digest of the whole so that two long
+    ids that share a beginning stay two series."""
+    if len(client_id) <= MAX_LABEL_LENGTH:
+        return well_formed(client_id)
+    digest = hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{well_formed(client_id[: MAX_LABEL_LENGTH - 17])}~{digest}"
 
 
 class ClientSelection:

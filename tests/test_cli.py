@@ -153,7 +153,7 @@ def test_evil_names_and_values_pass_promtool(serve_simulator, promtool):
     assert check.returncode == 0, check.stdout + check.stderr
     found = samples(result.stdout)
     names = {dict(labels)["account_name"] for labels in found["cloudflare_oauth_account_info"]}
-    assert names == set(EVIL_NAMES)
+    assert names == {name[:128] for name in EVIL_NAMES}  # label values from the API: 128 at most
     assert (
         found["cloudflare_oauth_clients_by_visibility"][
             (("account_id", accounts[0].id), ("visibility", 'in"ternal\n'))
@@ -162,7 +162,7 @@ def test_evil_names_and_values_pass_promtool(serve_simulator, promtool):
     )
     assert (
         found["cloudflare_oauth_clients_by_grant_type"][
-            (("account_id", accounts[0].id), ("grant_type", "x" * 300))
+            (("account_id", accounts[0].id), ("grant_type", "x" * 128))
         ]
         == 1
     )

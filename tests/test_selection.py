@@ -7,7 +7,7 @@ from exporter.selection import ClientSelection, client_record
 
 
 def client(n: int = 0, **fields) -> OAuthClient:
-    return OAuthClient(client_id=f"c{n}", **{"visibility": "private", **fields})
+    return OAuthClient(**{"client_id": f"c{n}", "visibility": "private", **fields})
 
 
 def test_client_record_keeps_what_per_client_metrics_need():
@@ -53,3 +53,11 @@ def test_a_zero_limit_keeps_nothing():
     selection.add(client_record(client(1), frozenset({"implicit_grant"})))
     assert selection.kept() == ()
     assert selection.dropped == 2
+
+
+def test_long_ids_stay_distinct_series_within_the_label_limit():
+    first = client_record(client(client_id="x" * 300 + "a"), frozenset())
+    second = client_record(client(client_id="x" * 300 + "b"), frozenset())
+    assert first.client_id != second.client_id
+    assert len(first.client_id) == len(second.client_id) == MAX_LABEL_LENGTH
+    assert client_record(client(client_id="short"), frozenset()).client_id == "short"

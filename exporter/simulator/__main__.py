@@ -5,6 +5,7 @@ point an exporter at by hand (`--cloudflare.api-url` with `CLOUDFLARE_API_TOKEN=
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 import uvicorn
 
@@ -12,7 +13,7 @@ from exporter.durations import format_duration, parse_duration
 from exporter.ratelimit import RATE_WINDOW
 from exporter.serving import bind_socket
 from exporter.simulator.app import DEFAULT_TOKEN, Simulator, url_of
-from exporter.simulator.data import demo_accounts, scale_accounts
+from exporter.simulator.data import Paging, demo_accounts, scale_accounts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         "--accounts", type=int, default=0, help="accounts to generate; 0 serves the demo's five"
     )
     parser.add_argument("--clients", type=int, default=100, help="clients per generated account")
+    parser.add_argument(
+        "--paging", choices=get_args(Paging), default="pages",
+        help="how generated accounts answer GET /accounts/{id}/oauth_clients (see data.py)",
+    )  # fmt: skip
     parser.add_argument("--latency", default="0s", help="added to every answer, e.g. 20ms")
     parser.add_argument(
         "--rate-limit", type=int, default=None,
@@ -43,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         "--token", default=DEFAULT_TOKEN, help="accepted Bearer token(s), comma-separated"
     )
     args = parser.parse_args(argv)
-    accounts = scale_accounts(args.accounts, args.clients) if args.accounts else demo_accounts()
+    accounts = (
+        scale_accounts(args.accounts, args.clients, paging=args.paging)
+        if args.accounts
+        else demo_accounts()
+    )
     simulator = Simulator(
         accounts,
         tokens=args.token.split(","),

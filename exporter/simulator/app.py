@@ -137,9 +137,15 @@ class Simulator:
         if mode == "strict" and query:
             return _error_response(400, 6008, "Invalid request parameters")
         if mode in ("spec", "strict"):
+            key = (account.id, 0, 0)
+            if self._page_cache is not None and key in self._page_cache:
+                return Response(self._page_cache[key], media_type="application/json")
             info = {"page": 1, "per_page": len(clients), "count": len(clients),
                     "total_count": total}  # fmt: skip
-            return _envelope(clients, info)
+            response = _envelope(clients, info)
+            if self._page_cache is not None:
+                self._page_cache[key] = bytes(response.body)
+            return response
         if mode == "single":
             return _envelope(clients, None)
         page, per_page = _paging(request, default=20, minimum=1, maximum=self.max_page_size)

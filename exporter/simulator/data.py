@@ -134,6 +134,8 @@ def demo_accounts(seed: int = 2026) -> list[SimAccount]:
     return [production, staging, legacy, denied, lab]
 
 
-def scale_accounts(accounts: int, clients: int, seed: int = 1) -> list[SimAccount]:
+def scale_accounts(
+    accounts: int, clients: int, seed: int = 1, paging: Paging = "pages"
+) -> list[SimAccount]:
     rng = random.Random(seed)
-    return [make_account(rng, f"Account {i}", clients) for i in range(accounts)]
+    return [make_account(rng, f"Account {i}", clients, paging=paging) for i in range(accounts)]

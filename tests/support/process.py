@@ -53,6 +53,11 @@ class ExporterProcess:
         for line in self._process.stderr:
             self.lines.append(line.rstrip("\n"))
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10)
 

@@ -1,0 +1,352 @@
+"""Whatever the API sends: no crash, one clear line, last good counts kept, others untouched.
+
+Odd JSON, echoed credentials, invented values and ids go through the whole refresh in this
+process; bodies that would cost memory (500 MB, endless, a gzip bomb, junk, invented ids) are
+sent to the exporter running as its own process, whose peak RSS is read from /proc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.cloudflare import CloudflareAPI
+from exporter.credentials import Secret, TokenAuth
+from exporter.exposition import ExpositionStore
+from exporter.logs import LogfmtFormatter, configure_logging
+from exporter.poller import Poller
+from exporter.ratelimit import SlidingWindowLimiter
+from exporter.simulator import Fault, SimAccount, Simulator, make_account
+from exporter.status_page import render_status_page
+from tests.support.clock import FakeClock
+from tests.support.defaults import api_options
+from tests.support.exposition import sample, samples
+from tests.support.process import ExporterProcess
+from tests.support.simulator import TOKEN, SimulatorThread
+
+
+class Refresher:
+    """A poller and store on one event loop, as the service wires them."""
+
+    def __init__(self, url: str, account_ids=(), store_clock=time.time, **options) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.store = ExpositionStore(
+            discovering=not account_ids, refresh_interval=300, process_metrics=False,
+            per_client=True, clock=store_clock,
+        )  # fmt: skip
+        options.setdefault("backoff_base", 0.001)
+        self.api = CloudflareAPI(
+            url, TokenAuth(Secret(TOKEN)),
+            **api_options(on_request=self.store.count_request,
+                          on_pause=self.store.set_paused_until, **options),
+        )  # fmt: skip
+        self.poller = Poller(
+            self.api, self.store, account_ids=account_ids, interval=300, concurrency=4,
+            rate_limit=0, per_client_limit=100,
+        )  # fmt: skip
+
+    def refresh(self) -> bool:
+        return bool(self.loop.run_until_complete(self.poller.refresh()))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.api.aclose())
+        self.loop.close()
+
+    def page(self) -> bytes:
+        html = render_status_page(
+            self.store.snapshots(), telemetry_path="/metrics", now=time.time(), per_client=True
+        )
+        return html.encode("utf-8")  # strict: a lone surrogate here would be a crash
+
+
+@pytest.fixture
+def refresher(serve_simulator):
+    made: list[Refresher] = []
+
+    def make(simulator: Simulator, account_ids=(), **options) -> Refresher:
+        made.append(Refresher(serve_simulator(simulator), account_ids, **options))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def two_accounts(n: int = 6) -> tuple[SimAccount, SimAccount]:
+    rng = random.Random(9)
+    return make_account(rng, "Good", n), make_account(rng, "Bad", n)
+
+
+def envelope(result: str, info: str = '{"page": 1, "per_page": 50, "count": 1, "total_count": 1}'):
+    return f'{{"success": true, "errors": [], "result": {result}, "result_info": {info}}}'
+
+
+CLIENT = '{"client_id": "c1", "visibility": "private"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        (envelope(f"[{CLIENT}]", '{"total_count": NaN, "per_page": Infinity}'), 1),
+        (envelope(f"[{CLIENT}]", '{"total_count": 1e999, "page": -Infinity}'), 1),
+        (envelope(f"[{CLIENT}]", '{"total_count": 1.5, "count": true}'), 1),
+        (envelope(f"[{CLIENT}]", '{"total_count": ' + "7" * 5000 + "}"), "4300 digits"),
+        (envelope('[{"client_id": "c1", "visibility": "private", "x": ' + "[" * 100_000
+                  + "]" * 100_000 + "}]"), "too deeply"),
+        (envelope('[{"client_id": "c\\ud800", "visibility": "pub\\udfffl",'
+                  ' "client_name": "n\\ud83d"}]'), 1),
+        (envelope('[{"client_id": "c\\u0000\\u001b[31m", "visibility": "\\u2028x\\u0085",'
+                  ' "client_name": "a\\nb\\rc"}]'), 1),
+        (envelope(f"[{CLIENT}]", '"not an object"'), 1),
+        ('{"success": "yes", "result": []}', "boolean 'success'"),
+        ('{"success": true, "result": [' + CLIENT + "], " + '"errors": ' + "[" * 50 + "]" * 50
+         + "}", 1),
+    ],
+)  # fmt: skip
+def test_odd_json_is_a_value_or_one_line_never_a_crash(refresher, caplog, body, outcome):
+    good, bad = two_accounts()
+    bad.fault = Fault.envelope(body)
+    poller = refresher(Simulator([good, bad]))
+    with caplog.at_level(logging.WARNING):
+        poller.refresh()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a crash was logged"
+    found = samples(poller.store.render())
+    assert sample(found, "cloudflare_oauth_account_up", account_id=good.id) == 1
+    if outcome == 1:
+        assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 1
+        assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 1
+    else:
+        assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+        [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
+        assert str(outcome) in line.err
+    poller.store.render().decode("utf-8")
+    poller.page()
+
+
+def test_lone_surrogates_in_names_never_break_a_page_or_a_series(refresher):
+    account = make_account(random.Random(12), "bad \ud800 name", 2)
+    account.clients[0].update(
+        client_id="id-\udfff", client_name="n\ud83d", allowed_cors_origins=["*"]
+    )
+    poller = refresher(Simulator([account]))
+    assert poller.refresh()
+    page = poller.page().decode("utf-8")  # strict
+    assert "bad \ufffd name" in page
+    assert "n\ufffd" in page  # a client holding a finding is listed by name
+    assert "id-\ufffd" in poller.store.render().decode("utf-8")
+
+
+def test_a_failed_answer_keeps_the_last_good_counts(refresher):
+    good, bad = two_accounts(9)
+    poller = refresher(Simulator([good, bad]))
+    assert poller.refresh()
+    bad.fault = Fault.envelope('{"result": [' + "9" * 5000 + "]}")
+    assert not poller.refresh()
+    found = samples(poller.store.render())
+    assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 9
+
+
+def test_invented_values_fold_into_other_beyond_ten(refresher, caplog):
+    (account,) = [make_account(random.Random(4), "Inventive", 3000)]
+    for n, client in enumerate(account.clients):
+        client["visibility"] = f"v{n % 1500:04d}" if n >= 100 else "private"
+        client["token_endpoint_auth_method"] = "x" * 300 + str(n % 2)  # long: cut at 128
+    poller = refresher(Simulator([account]))
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        assert poller.refresh()
+        assert poller.refresh()
+    found = samples(poller.store.render())
+    visibility = {
+        dict(labels)["visibility"]: value
+        for labels, value in found["cloudflare_oauth_clients_by_visibility"].items()
+    }
+    assert len(visibility) == 2 + 10 + 1  # public, private, ten invented, other
+    assert sum(visibility.values()) == 3000
+    assert visibility["private"] == 100
+    assert visibility["other"] == 3000 - 100 - sum(
+        value for name, value in visibility.items() if name.startswith("v")
+    )
+    methods = [
+        dict(labels)["auth_method"] for labels in found["cloudflare_oauth_clients_by_auth_method"]
+    ]
+    assert all(len(method) <= 128 for method in methods)
+    assert len([m for m in methods if m.startswith("xxx")]) == 1  # both cut to the same value
+    folded = [r for r in caplog.records if "counted as 'other'" in r.getMessage()]
+    assert len(folded) == 2  # once per refresh
+    assert "visibility=" in folded[0].folded
+
+
+def test_ids_that_are_not_account_ids_never_reach_a_url(refresher, caplog):
+    good = make_account(random.Random(2), "Good", 3)
+    odd = [SimAccount(weird, f"Odd {n}") for n, weird in
+           enumerate([".", "..", "a/b", "x" * 65, "a?b", "%2e%2e", "é"])]  # fmt: skip
+    simulator = Simulator([good, *odd])
+    poller = refresher(simulator)
+    with caplog.at_level(logging.WARNING, logger="exporter.cloudflare"):
+        assert poller.refresh()
+    assert set(simulator.requests) == {"/accounts", f"/accounts/{good.id}/oauth_clients"}
+    [warning] = [r for r in caplog.records if "not account ids" in r.getMessage()]
+    assert warning.skipped == len(odd)
+    assert {s.account_id for s in poller.store.snapshots()} == {good.id}
+
+
+def test_a_credential_echoed_anywhere_is_redacted_everywhere(refresher, serve_simulator):
+    good = make_account(random.Random(3), f"Acme {TOKEN}", 2)
+    good.clients[0].update(client_name=f"echo {TOKEN}", visibility=f"v-{TOKEN}",
+                           redirect_uris=[f"http://x/{TOKEN}"])  # fmt: skip
+    bad = make_account(random.Random(4), "Denied", 2)
+    bad.fault = Fault.api_error(403, 10000, f"token {TOKEN} lacks permission")
+    poller = refresher(Simulator([good, bad]))
+    stream = io.StringIO()
+    configure_logging("debug", "logfmt", stream=stream, secrets=(TOKEN,))
+    try:
+        poller.refresh()
+        logging.getLogger("test").warning("echo", extra={"value": TOKEN})
+    finally:
+        configure_logging("info", "logfmt")
+    body, page, log = poller.store.render().decode(), poller.page().decode(), stream.getvalue()
+    for text in (body, page, log):
+        assert TOKEN not in text
+    assert "[REDACTED]" in body
+    assert "[REDACTED]" in page
+    assert "[REDACTED]" in log
+
+
+@pytest.mark.parametrize(("retry_after", "said"), [(120, True), (60, False), (30, False)])
+def test_a_pause_over_a_minute_is_said_once_and_exported_until_it_ends(
+    refresher, caplog, retry_after, said
+):
+    account = make_account(random.Random(5), "Throttled", 3)
+    account.faults.append(Fault.rate_limited(retry_after=retry_after))
+    start = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+    clock = FakeClock(now=start)  # the exporter's: it sleeps through the pause at once
+    scrape_time = [start]  # when Prometheus scrapes
+    poller = refresher(
+        Simulator([account]), [account.id], store_clock=lambda: scrape_time[0],
+        limiter=SlidingWindowLimiter(0, clock=clock, sleep=clock.sleep), sleep=clock.sleep,
+        clock=clock,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="exporter.cloudflare"):
+        assert poller.refresh()
+    assert clock.slept == [retry_after]
+    pauses = [r for r in caplog.records if "pause" in r.getMessage()]
+    if said:
+        [pause] = pauses
+        assert pause.resume_at == "Thu, 01 Jan 2026 00:02:00 GMT"
+    else:
+        assert pauses == []
+    paused = "cloudflare_oauth_api_paused_until_timestamp_seconds"
+    assert sample(poller.store.render(), paused) == start + retry_after
+    scrape_time[0] = start + retry_after + 1  # the pause is over
+    assert sample(poller.store.render(), paused) == 0
+
+
+def test_log_lines_are_bounded_and_escaped():
+    formatter = LogfmtFormatter()
+    record = logging.LogRecord("exporter", logging.WARNING, "", 0, "m\u2028sg", None, None)
+    record.err = "x" * 100_000 + "\x1b[31m\x85\ud800"
+    record.other = "y" * 50_000
+    line = formatter.format(record)
+    assert len(line.encode("utf-8")) <= 8192
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", line)
+    assert "more]" in line
+
+
+# --- the exporter as its own process: memory -------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1)) / 1024
+
+
+# name: (the fault, what the one line says, refreshes to watch: junk comes every time)
+HOSTILE = {
+    "500 MB body": (lambda: Fault.clients_without_end(500), "larger than 256MiB", 1),
+    "endless chunked body": (lambda: Fault.clients_without_end(None), "larger than 256MiB", 1),
+    "gzip bomb (1 GiB)": (lambda: Fault.gzip_bomb(1024), "larger than 256MiB", 2),
+    "50 MB of junk on every refresh": (lambda: Fault.junk(50), "not JSON (text/html)", 4),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_answer_costs_one_line_not_the_memory_limit(name):
+    make_fault, reason, refreshes = HOSTILE[name]
+    good, bad = two_accounts(30)
+    simulator = Simulator([good, bad])
+    with SimulatorThread(simulator) as api, ExporterProcess(
+        "--cloudflare.api-url", api.url, "--refresh.interval", "2s", "--cloudflare.timeout", "60s",
+        CLOUDFLARE_API_TOKEN=TOKEN,
+    ) as exporter:  # fmt: skip
+        exporter.wait_ready()
+        bad.fault = make_fault()
+        deadline = time.monotonic() + 120
+        while len(failures(exporter.lines, bad.id)) < refreshes and time.monotonic() < deadline:
+            time.sleep(0.2)
+        found = samples(exporter.get("/metrics").text)
+        peak = peak_rss_mb(exporter.pid)
+    lines = failures(exporter.lines, bad.id)
+    assert len(lines) >= refreshes, "\n".join(exporter.lines[-20:])
+    assert all(reason in line for line in lines)
+    assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 30  # last good
+    assert sample(found, "cloudflare_oauth_account_up", account_id=good.id) == 1
+    assert not [line for line in exporter.lines if "Traceback" in line or "crashed" in line]
+    assert max(len(line.encode()) for line in exporter.lines) <= 8192
+    assert peak < 100, f"peak RSS {peak:.1f} MB"
+
+
+def failures(lines: list[str], account_id: str) -> list[str]:
+    return [line for line in lines if "account refresh failed" in line and account_id in line]
+
+
+@pytest.mark.slow
+def test_endless_pages_of_new_ids_stop_at_the_cap_with_one_line():
+    good, bad = two_accounts(30)
+    bad.paging = "endless"
+    with SimulatorThread(Simulator([good, bad])) as api, ExporterProcess(
+        "--cloudflare.api-url", api.url, "--cloudflare.rate-limit", "0",
+        "--cloudflare.max-clients-per-account", "20000", CLOUDFLARE_API_TOKEN=TOKEN,
+    ) as exporter:  # fmt: skip
+        exporter.wait_ready()
+        found = samples(exporter.get("/metrics").text)
+    [line] = failures(exporter.lines, bad.id)
+    assert "more than 20000 distinct items" in line
+    assert "--cloudflare.max-clients-per-account" in line
+    assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert sample(found, "cloudflare_oauth_account_up", account_id=good.id) == 1
+
+
+@pytest.mark.slow
+def test_one_answer_of_100000_clients_is_counted_exactly_in_bounded_memory():
+    rng = random.Random(100)
+    big = make_account(rng, "Big", 100_000, paging="spec")
+    with SimulatorThread(Simulator([big], cache_pages=True)) as api, ExporterProcess(
+        "--cloudflare.api-url", api.url, "--cloudflare.timeout", "120s",
+        CLOUDFLARE_API_TOKEN=TOKEN,
+    ) as exporter:  # fmt: skip
+        # Scrapes keep being answered while the answer is parsed (the event loop stays free):
+        # the benchmark measures how fast; here, that none waits for the refresh.
+        answered = 0
+        while exporter.get("/readyz").status_code != 200:
+            assert exporter.get("/metrics").status_code == 200
+            answered += 1
+        found = samples(exporter.get("/metrics").text)
+        peak = peak_rss_mb(exporter.pid)
+    assert sample(found, "cloudflare_oauth_clients", account_id=big.id) == 100_000
+    assert answered > 0
+    assert peak < 100, f"peak RSS {peak:.1f} MB"
+    body = json.dumps(big.clients[0])
+    assert len(body) > 500  # the clients are realistic in size: ~1 KB each, ~120 MB in all
