@@ -130,8 +130,13 @@ async def demo_api(settings: Settings) -> AsyncIterator[Settings]:
     from exporter import simulator  # noqa: PLC0415 - only the demo needs it
 
     sim_socket = bind_socket("127.0.0.1", 0)
-    server = simulator.make_server(simulator.Simulator(simulator.demo_accounts()))
+    accounts = simulator.demo_accounts()
+    api = simulator.Simulator(accounts)
+    server = simulator.make_server(api)
     task = asyncio.create_task(server.serve(sockets=[sim_socket]))
+    # "Acme Staging" lives: a client created, changed or deleted now and then, so the demo's
+    # change counters, audit lines and status page have something to show.
+    living = asyncio.create_task(simulator.change_now_and_then(api, accounts[1].id, every=20))
     while not server.started:
         if task.done():
             task.result()
@@ -143,6 +148,7 @@ async def demo_api(settings: Settings) -> AsyncIterator[Settings]:
             auth=TokenAuth(Secret(simulator.DEFAULT_TOKEN)),
         )
     finally:
+        living.cancel()
         server.should_exit = True
         await task
         sim_socket.close()

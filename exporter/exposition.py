@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.changes import ClientChange, RecentChanges
 from exporter.families import (
     ACCOUNT_FAMILIES,
     EXPORTER_FAMILIES,
@@ -135,6 +136,7 @@ class ExpositionStore:
         self._exporter_body: bytes | None = None
         self._discovery_up: bool | None = None
         self._requests: dict[tuple[str, str], int] = {}
+        self._recent = RecentChanges()
         self._paused_until = 0.0  # wall time the API lets us send again; past: not paused
         self._paused_rendered = 0.0  # the value the exporter series were last rendered with
         self._lock = threading.Lock()
@@ -185,6 +187,19 @@ class ExpositionStore:
                 del self._accounts[account]
             if gone:
                 self._body = None
+
+    def record_changes(
+        self, when: float, account_id: str, account_name: str | None,
+        changes: Iterable[ClientChange],
+    ) -> None:  # fmt: skip
+        """Changes to OAuth clients, kept (the last RecentChanges.limit) for the status page."""
+        with self._lock:
+            self._recent.add(when, account_id, account_name, changes)
+
+    def recent_changes(self) -> list[tuple[float, str, str | None, ClientChange]]:
+        """The last changes across accounts, newest first: (time, account id, name, change)."""
+        with self._lock:
+            return list(self._recent.items)
 
     # --- exporter-wide state ---------------------------------------------------------------
 

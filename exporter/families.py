@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from exporter.aggregation import Breakdown, ClientCounts
+from exporter.changes import ChangeTotals
 from exporter.model import unix_seconds
 from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
@@ -98,6 +99,19 @@ def _per_client(
     return Family(name, help_text, "gauge", samples, per_client=True, client_samples=client_samples)
 
 
+def _totals(
+    label: str, pairs: Callable[[ChangeTotals], tuple[tuple[str, int], ...]]
+) -> Callable[[AccountSnapshot], Iterable[Sample]]:
+    """Cumulative change counts; none until the account has been read once."""
+
+    def samples(snapshot: AccountSnapshot) -> Iterable[Sample]:
+        if snapshot.changes is None:
+            return ()
+        return [(((label, value),), count) for value, count in pairs(snapshot.changes)]
+
+    return samples
+
+
 def _client_time(
     when: Callable[[ClientRecord], str | None],
 ) -> Callable[[ClientRecord], list[Sample]]:
@@ -172,6 +186,32 @@ ACCOUNT_FAMILIES: tuple[Family[AccountSnapshot], ...] = (
         "Account name as listed by account discovery; always 1.",
         "gauge",
         lambda s: [((("account_name", s.account_name),), 1)] if s.account_name is not None else (),
+    ),
+    # --- changes between good refreshes; the first good refresh after start is the baseline ---
+    Family(
+        "cloudflare_oauth_client_changes_total",
+        "OAuth clients created, deleted or changed, as seen between two successful refreshes.",
+        "counter",
+        _totals("change", lambda t: t.by_change),
+    ),
+    Family(
+        "cloudflare_oauth_client_field_changes_total",
+        "Changed OAuth clients by documented field that changed (findings: the set of security "
+        "findings the client holds).",
+        "counter",
+        _totals("field", lambda t: t.by_field),
+    ),
+    Family(
+        "cloudflare_oauth_client_findings_gained_total",
+        "OAuth clients that came to hold a security finding, created with it or changed to it.",
+        "counter",
+        _totals("finding", lambda t: t.findings_gained),
+    ),
+    Family(
+        "cloudflare_oauth_client_made_public_total",
+        "OAuth clients whose visibility changed to public.",
+        "counter",
+        lambda s: [((), s.changes.made_public)] if s.changes is not None else (),
     ),
     # --- per client (opt-in), capped per account by --metrics.per-client-limit ---
     _per_client(

@@ -84,6 +84,10 @@ class OAuthClient(NamedTuple):
     created_at: str | None = None
     updated_at: str | None = None
     promoted_at: str | None = None
+    # Read for change detection only.
+    scopes: tuple[str, ...] = ()
+    client_uri: str | None = None
+    verification_text: str | None = None  # the DNS TXT value of client_uri_verification
 
 
 def parse_envelope(body: object) -> Envelope:
@@ -198,10 +202,12 @@ def parse_oauth_client(item: object) -> OAuthClient:
 
     verification = item.get("client_uri_verification")
     status: str | None = None
+    text: str | None = None
     if verification is not None:
         if type(verification) is not dict:
             raise _wrong_type(client_id, "client_uri_verification", "an object")
         status = _optional_str(verification, "status", client_id) or None
+        text = _text(verification.get("text"))
 
     rotated = item.get("has_rotated_secret")
     if rotated is not None and type(rotated) is not bool:
@@ -223,6 +229,9 @@ def parse_oauth_client(item: object) -> OAuthClient:
         created_at=_text(item.get("created_at")),
         updated_at=_text(item.get("updated_at")),
         promoted_at=_text(item.get("promoted_at")),
+        scopes=_str_list(item, "scopes", client_id),
+        client_uri=_optional_str(item, "client_uri", client_id),
+        verification_text=text,
     )
 
 

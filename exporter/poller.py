@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from exporter.aggregation import ClientCounter
+from exporter.changes import CHANGES, ChangeDetector, ChangeTotals, Detected
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
@@ -25,6 +26,7 @@ from exporter.sharding import Shard
 from exporter.snapshot import AccountSnapshot
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("exporter.audit")  # one line per OAuth client change: filter on it
 
 
 class Poller:
@@ -134,7 +136,9 @@ class Poller:
 
     async def _refresh_account(self, account: Account) -> bool:
         started = self._monotonic()
+        previous = self._store.snapshot(account.id)
         counter = ClientCounter()
+        detector = ChangeDetector(previous.baseline if previous is not None else None)
         selection = (
             ClientSelection(self._per_client_limit, self._store.per_client_series)
             if self._per_client_limit is not None
@@ -146,6 +150,7 @@ class Poller:
             for client in batch:
                 findings = client_findings(client)
                 counter.add(client, findings)
+                detector.add(client, findings)
                 if selection is not None:
                     selection.add(client_record(client, findings))
 
@@ -163,10 +168,16 @@ class Poller:
             log.exception("account refresh crashed", extra={"account_id": account.id})
         duration = self._monotonic() - started
 
-        previous = self._store.snapshot(account.id)
         if error is None:
             kept = selection.kept() if selection is not None else ()
             dropped = selection.dropped if selection is not None else 0
+            baseline, detected = detector.finish()
+            # The first good refresh is the baseline: what came before it is unknown, not new.
+            compared = previous is not None and previous.baseline is not None
+            totals = (previous.changes if previous is not None else None) or ChangeTotals()
+            if compared and detected.total:
+                totals = totals.plus(detected)
+                self._audit(account, detected)
             snapshot = AccountSnapshot(
                 account_id=account.id,
                 account_name=account.name,
@@ -176,6 +187,8 @@ class Poller:
                 refresh_duration=duration,
                 clients=kept,
                 dropped_client_series=dropped,
+                baseline=baseline,
+                changes=totals,
             )
             folded = snapshot.counts.folded if snapshot.counts is not None else ()
             if folded:
@@ -204,6 +217,26 @@ class Poller:
             )
         self._store.put(snapshot)
         return error is None
+
+    def _audit(self, account: Account, detected: Detected) -> None:
+        """One line per change (the first MAX_EVENTS of a refresh), then one for the rest."""
+        for change in detected.events:
+            audit.info(
+                "oauth client changed",
+                extra={"account_id": account.id, "account_name": account.name or "",
+                       "client_id": change.client_id, "client_name": change.client_name,
+                       "change": change.change, "fields": ",".join(change.fields),
+                       **dict(change.details)},
+            )  # fmt: skip
+        if detected.total > len(detected.events):
+            audit.info(
+                "oauth client changes past the first few of a refresh are counted, not listed",
+                extra={"account_id": account.id, "account_name": account.name or "",
+                       "listed": len(detected.events),
+                       "not_listed": detected.total - len(detected.events),
+                       **{change: detected.by_change[change] for change in CHANGES}},
+            )  # fmt: skip
+        self._store.record_changes(self._clock(), account.id, account.name, detected.events)
 
     def _warn_overrun(self, elapsed: float, requests: int) -> None:
         advice = "raise --refresh.interval or shard the accounts across replicas"

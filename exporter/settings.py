@@ -21,6 +21,7 @@ from exporter.webconfig import WebConfig
 __all__ = ["ConfigError", "Settings", "build_parser", "load_settings"]
 
 T = TypeVar("T")
+DEMO_REFRESH_INTERVAL = "30s"  # --demo's default --refresh.interval
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,13 @@ class _Resolver:
         value, source = self.raw(option)
         return None if value is None else option.parse(value, source)
 
-    def value(self, option: Option[T]) -> T:
-        """The parsed value, or the parsed default."""
+    def value(self, option: Option[T], default: str | None = None) -> T:
+        """The parsed value, or the parsed default (`default` instead of the option's own)."""
         value, source = self.raw(option)
         if value is None:
-            if option.default is None:
+            value = default or option.default
+            if value is None:
                 raise AssertionError(f"{option.env} has no default")
-            value = option.default
         return option.parse(value, source)
 
     def source(self, option: Option[T]) -> str:
@@ -167,7 +168,10 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         api_url=resolve.value(options.API_URL),
         account_ids=resolve.given(options.ACCOUNT_IDS) or (),
         auth=None if args.demo else _auth(resolve),
-        refresh_interval=resolve.value(options.REFRESH_INTERVAL),
+        # The demo's accounts change now and then: refreshing often shows it happen.
+        refresh_interval=resolve.value(
+            options.REFRESH_INTERVAL, DEMO_REFRESH_INTERVAL if args.demo else None
+        ),
         concurrency=resolve.value(options.CONCURRENCY),
         rate_limit=resolve.value(options.RATE_LIMIT),
         timeout=resolve.value(options.TIMEOUT),

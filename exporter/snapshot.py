@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.aggregation import ClientCounts
+from exporter.changes import Baseline, ChangeTotals
 from exporter.selection import ClientRecord
 
 
@@ -26,6 +27,10 @@ class AccountSnapshot:
     # With --metrics.per-client: the clients that get series (capped), and the series dropped.
     clients: tuple[ClientRecord, ...] = ()
     dropped_client_series: int = 0
+    # Change detection: the clients' fingerprints after the last good refresh (compared with
+    # the next one), and the changes counted since the exporter started; None until then.
+    baseline: Baseline | None = None
+    changes: ChangeTotals | None = None
 
     def failed(self, error: str, duration: float, name: str | None) -> AccountSnapshot:
         """The next snapshot after a failed refresh: the last good numbers, marked down."""
@@ -39,4 +44,6 @@ class AccountSnapshot:
             last_error=error,
             clients=self.clients,
             dropped_client_series=self.dropped_client_series,
+            baseline=self.baseline,
+            changes=self.changes,
         )

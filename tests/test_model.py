@@ -41,6 +41,9 @@ def test_the_reference_example_parses_into_typed_values():
         created_at="2025-01-01T00:00:00Z",
         updated_at="2025-01-01T00:00:00Z",
         promoted_at="2026-05-13T12:00:00Z",
+        scopes=("account.read",),
+        client_uri="https://example.com",
+        verification_text="cloudflare_oauth_client_publisher=example",
     )
     assert unix_seconds(client.created_at) == 1735689600.0
     assert unix_seconds(client.promoted_at) == 1778673600.0

@@ -9,7 +9,14 @@ Each account can page in several ways (`Paging`) and fail in every way the expor
 
 from __future__ import annotations
 
-from exporter.simulator.app import BASE_PATH, DEFAULT_TOKEN, Simulator, make_server, url_of
+from exporter.simulator.app import (
+    BASE_PATH,
+    DEFAULT_TOKEN,
+    Simulator,
+    change_now_and_then,
+    make_server,
+    url_of,
+)
 from exporter.simulator.data import (
     Paging,
     SimAccount,
@@ -29,6 +36,7 @@ __all__ = [
     "SimAccount",
     "Simulator",
     "account_id",
+    "change_now_and_then",
     "demo_accounts",
     "make_account",
     "make_client",

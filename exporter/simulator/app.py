@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 import time
@@ -63,13 +64,23 @@ class Simulator:
         self.in_flight = 0
         self.max_in_flight = 0
         self.rate_limited = 0  # 429s sent because the rate limit was exceeded
+        self._created = 0
         self._sent: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
         self._lock = threading.Lock()
+        clients = f"{BASE_PATH}/accounts/{{account_id}}/oauth_clients"
         self.app = Starlette(
             routes=[
                 Route(f"{BASE_PATH}/accounts", self._list_accounts),
-                Route(f"{BASE_PATH}/accounts/{{account_id}}/oauth_clients", self._list_clients),
+                Route(clients, self._list_clients, methods=["GET"]),
+                # The API's own write endpoints: tests and the demo change clients through them.
+                Route(clients, self._write, methods=["POST"]),
+                Route(f"{clients}/{{client_id}}", self._write, methods=["GET", "PATCH", "DELETE"]),
+                Route(
+                    f"{clients}/{{client_id}}/rotate_secret",
+                    self._write,
+                    methods=["POST", "DELETE"],
+                ),
             ]
         )
         self.app.add_exception_handler(404, self._no_route)
@@ -78,6 +89,48 @@ class Simulator:
         self.accounts[account.id] = account
         return account
 
+    # --- run-time control: what the API's write endpoints do, also callable directly ---------
+
+    def create_client(self, account_id: str, **fields: Any) -> dict[str, Any]:
+        """A new client with a fresh id (and `fields`), as POST .../oauth_clients makes one."""
+        account = self.accounts[account_id]
+        self._created += 1
+        client_id = f"{self._created:08x}{account_id[:8]}{random.getrandbits(64):016x}"
+        client = {"client_id": client_id, "visibility": "private", **fields}
+        with self._lock:
+            account.clients.append(client)
+            self._forget_pages(account_id)
+        return client
+
+    def update_client(self, account_id: str, client_id: str, **fields: Any) -> dict[str, Any]:
+        """Set `fields` on the client (None removes one), as PATCH does."""
+        client = self._client(account_id, client_id)
+        with self._lock:
+            for name, value in fields.items():
+                if value is None:
+                    client.pop(name, None)
+                else:
+                    client[name] = value
+            self._forget_pages(account_id)
+        return client
+
+    def delete_client(self, account_id: str, client_id: str) -> None:
+        account = self.accounts[account_id]
+        client = self._client(account_id, client_id)
+        with self._lock:
+            account.clients.remove(client)
+            self._forget_pages(account_id)
+
+    def _client(self, account_id: str, client_id: str) -> dict[str, Any]:
+        for client in self.accounts[account_id].clients:
+            if client.get("client_id") == client_id:
+                return client
+        raise KeyError(client_id)
+
+    def _forget_pages(self, account_id: str) -> None:
+        if self._page_cache:
+            self._page_cache = {k: v for k, v in self._page_cache.items() if k[0] != account_id}
+
     # --- endpoints -------------------------------------------------------------------------
 
     async def _list_accounts(self, request: Request) -> Response:
@@ -85,6 +138,38 @@ class Simulator:
 
     async def _list_clients(self, request: Request) -> Response:
         return await self._serve(request, self._clients_answer)
+
+    async def _write(self, request: Request) -> Response:
+        return await self._serve(request, self._write_answer)
+
+    async def _write_answer(self, request: Request) -> Response:
+        account_id = request.path_params["account_id"]
+        client_id = request.path_params.get("client_id")
+        if account_id not in self.accounts:
+            return _error_response(404, 7003, "Could not route to /accounts/...")
+        if client_id is not None and not any(
+            c.get("client_id") == client_id for c in self.accounts[account_id].clients
+        ):
+            return _error_response(404, 7003, "OAuth client not found")
+        method, rotate = request.method, request.url.path.endswith("/rotate_secret")
+        if method == "GET":
+            return _envelope(self._client(account_id, client_id or ""), None)
+        if method == "DELETE" and not rotate:
+            self.delete_client(account_id, client_id or "")
+            return _envelope({"client_id": client_id}, None)
+        if rotate:  # POST makes a new secret and keeps the old one; DELETE deletes the old one
+            updated = self.update_client(account_id, client_id or "",
+                                         has_rotated_secret=method == "POST")  # fmt: skip
+            return _envelope(updated, None)
+        try:
+            fields = await request.json()
+        except ValueError:
+            return _error_response(400, 6008, "Invalid request parameters")
+        if not isinstance(fields, dict) or "client_id" in fields:
+            return _error_response(400, 6008, "Invalid request parameters")
+        if method == "POST":
+            return _envelope(self.create_client(account_id, **fields), None)
+        return _envelope(self.update_client(account_id, client_id or "", **fields), None)
 
     async def _no_route(self, request: Request, _: Exception) -> Response:
         return _error_response(404, 7000, "No route for that URI")
@@ -352,3 +437,33 @@ def make_server(simulator: Simulator) -> uvicorn.Server:
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}{BASE_PATH}"
+
+
+async def change_now_and_then(simulator: Simulator, account_id: str, every: float) -> None:
+    """The demo's living account: one realistic change every `every` seconds, for ever."""
+    rng = random.Random(account_id)
+    made: list[str] = []
+    step = 0
+    while True:
+        await asyncio.sleep(every)
+        clients = simulator.accounts[account_id].clients
+        target = rng.choice(clients)["client_id"] if clients else None
+        kind = step % 5
+        step += 1
+        if kind == 0 or target is None:
+            host = f"demo{step}.example.com"
+            made.append(simulator.create_client(
+                account_id, client_name=f"Demo app {step}", redirect_uris=[f"https://{host}/cb"],
+                token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - an enum value
+            )["client_id"])  # fmt: skip
+        elif kind == 1:
+            uris = simulator._client(account_id, target).get("redirect_uris", [])
+            simulator.update_client(
+                account_id, target, redirect_uris=[*uris, "http://insecure.example.com/cb"]
+            )
+        elif kind == 2:
+            simulator.update_client(account_id, target, visibility="public")
+        elif kind == 3:
+            simulator.update_client(account_id, target, has_rotated_secret=True)
+        elif made:
+            simulator.delete_client(account_id, made.pop(0))

@@ -1,0 +1,325 @@
+"""Change detection: what happened to an account's OAuth clients between two good refreshes.
+
+Between refreshes only a fingerprint of each client is kept, not the client: its id's 64-bit
+digest, a 64-bit digest of its documented fields, and the few values an audit line needs (name,
+visibility, auth method, URIs, grant and response types, findings), packed as compact JSON and
+compressed in blocks. That is about 70 bytes a client, so 200,000 clients cost some 14 MB. A
+client whose fields digest differs is unpacked to say which fields changed, and how.
+
+Pure: no I/O, no clock. The poller feeds a `ChangeDetector` the clients of a refresh as they
+arrive and, when the refresh succeeded, takes its `Detected` result and new `Baseline`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exporter.findings import FINDINGS
+from exporter.model import OAuthClient
+
+CHANGES = ("created", "deleted", "updated")
+FIELDS = (
+    "visibility",
+    "token_endpoint_auth_method",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "allowed_cors_origins",
+    "grant_types",
+    "response_types",
+    "scopes",
+    "client_uri",
+    "client_uri_verification",
+    "has_rotated_secret",
+    "client_name",
+    "findings",
+)
+MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every change
+_MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
+_BLOCK = 128  # records compressed together
+_MASK64 = (1 << 64) - 1
+
+# A record is a JSON array; its positions:
+_ID, _NAME, _VISIBILITY, _AUTH, _REDIRECTS, _LOGOUTS, _ORIGINS = 0, 1, 2, 3, 4, 5, 6
+_GRANTS, _RESPONSES, _ROTATED, _SCOPES, _CLIENT_URI, _VERIFICATION, _FINDINGS = range(7, 14)
+# Which record position each field is read from.
+_FIELD_AT = dict(zip(FIELDS, (_VISIBILITY, _AUTH, _REDIRECTS, _LOGOUTS, _ORIGINS, _GRANTS,
+                              _RESPONSES, _SCOPES, _CLIENT_URI, _VERIFICATION, _ROTATED, _NAME,
+                              _FINDINGS), strict=True))  # fmt: skip
+Record = list[object]
+
+
+def _digest(text: str) -> int:
+    return (hash(text) & _MASK64) or 1
+
+
+def _short(value: object) -> int:
+    """A 32-bit digest for fields whose value an audit line does not show."""
+    return hash(value) & 0xFFFFFFFF
+
+
+def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
+    """What is kept of a client between refreshes (JSON-native, lists sorted)."""
+    return [
+        client.client_id,
+        client.client_name or "",
+        client.visibility,
+        client.token_endpoint_auth_method,
+        sorted(set(client.redirect_uris)),
+        sorted(set(client.post_logout_redirect_uris)),
+        sorted(set(client.allowed_cors_origins)),
+        sorted(client.grant_types),
+        sorted(client.response_types),
+        client.has_rotated_secret,
+        _short(tuple(sorted(set(client.scopes)))),
+        _short(client.client_uri),
+        _short((client.verification_status, client.verification_text)),
+        sorted(findings),
+    ]
+
+
+@dataclass(frozen=True)
+class ClientChange:
+    """One client that changed: an audit line's worth, values already shown as text."""
+
+    change: str  # created, deleted or updated
+    client_id: str
+    client_name: str
+    fields: tuple[str, ...]  # the documented fields that changed (updated only)
+    details: tuple[tuple[str, str], ...]  # (key, text) for the security-relevant fields
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What one refresh found, compared with the baseline before it."""
+
+    by_change: Counter[str]
+    by_field: Counter[str]
+    findings_gained: Counter[str]  # clients that came to hold each finding (created included)
+    made_public: int  # clients whose visibility became public
+    events: tuple[ClientChange, ...]  # the first MAX_EVENTS changes, in the order found
+    total: int  # changes in all; more than len(events) when a burst was cut
+
+
+@dataclass(frozen=True)
+class ChangeTotals:
+    """Counts since the exporter started, per account; every documented value is present."""
+
+    by_change: tuple[tuple[str, int], ...] = tuple((c, 0) for c in CHANGES)
+    by_field: tuple[tuple[str, int], ...] = tuple((f, 0) for f in FIELDS)
+    findings_gained: tuple[tuple[str, int], ...] = tuple((f, 0) for f in FINDINGS)
+    made_public: int = 0
+
+    def plus(self, detected: Detected) -> ChangeTotals:
+        return ChangeTotals(
+            by_change=tuple((c, n + detected.by_change[c]) for c, n in self.by_change),
+            by_field=tuple((f, n + detected.by_field[f]) for f, n in self.by_field),
+            findings_gained=tuple(
+                (f, n + detected.findings_gained[f]) for f, n in self.findings_gained
+            ),
+            made_public=self.made_public + detected.made_public,
+        )
+
+
+class Baseline:
+    """The fingerprints of one account's clients after a good refresh; never changed after."""
+
+    __slots__ = ("_blocks", "_cached", "_ids", "_prints", "_where")
+
+    def __init__(self, ids: array[int], prints: array[int], where: array[int], blocks: list[bytes]):
+        self._ids = ids  # id digests, sorted
+        self._prints = prints  # fields digests, in the same order
+        self._where = where  # each one's record number, in the order the records were packed
+        self._blocks = blocks
+        self._cached: tuple[int, list[Record]] = (-1, [])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def find(self, digest: int) -> int | None:
+        index = bisect.bisect_left(self._ids, digest)
+        return index if index < len(self._ids) and self._ids[index] == digest else None
+
+    def fingerprint(self, index: int) -> int:
+        return self._prints[index]
+
+    def record(self, index: int) -> Record:
+        number = self._where[index]
+        block, offset = divmod(number, _BLOCK)
+        if self._cached[0] != block:
+            lines = zlib.decompress(self._blocks[block]).decode().split("\n")
+            self._cached = (block, [json.loads(line) for line in lines])
+        return self._cached[1][offset]
+
+    def size(self) -> int:
+        """Bytes held, for the benchmark and tests."""
+        arrays = (self._ids, self._prints, self._where)
+        return sum(a.itemsize * len(a) for a in arrays) + sum(map(len, self._blocks))
+
+
+class ChangeDetector:
+    """Compares the clients of one refresh, fed as they arrive, with the previous baseline."""
+
+    def __init__(self, previous: Baseline | None) -> None:
+        self._previous = previous
+        self._seen = bytearray(len(previous) if previous is not None else 0)
+        self._ids = array("Q")
+        self._prints = array("Q")
+        self._blocks: list[bytes] = []
+        self._pending: list[str] = []
+        self._by_change: Counter[str] = Counter()
+        self._by_field: Counter[str] = Counter()
+        self._gained: Counter[str] = Counter()
+        self._made_public = 0
+        self._events: list[ClientChange] = []
+
+    def add(self, client: OAuthClient, findings: frozenset[str]) -> None:
+        """One client of this refresh (each id once: the listing already removed repeats)."""
+        record = make_record(client, findings)
+        fields_text = json.dumps(record[1:], separators=(",", ":"))
+        text = f"[{json.dumps(client.client_id)},{fields_text[1:]}"
+        digest = _digest(client.client_id)
+        fingerprint = _digest(fields_text)
+        self._ids.append(digest)
+        self._prints.append(fingerprint)
+        self._pending.append(text)
+        if len(self._pending) == _BLOCK:
+            self._pack()
+        previous = self._previous
+        if previous is None:
+            return
+        index = previous.find(digest)
+        if index is None:
+            self._count("created", record, None)
+            return
+        self._seen[index] = 1
+        if previous.fingerprint(index) != fingerprint:
+            self._count("updated", record, previous.record(index))
+
+    def finish(self) -> tuple[Baseline, Detected]:
+        """The new baseline, and what changed (nothing, when there was no baseline before)."""
+        previous = self._previous
+        if previous is not None:
+            for index in self._seen_nowhere():
+                self._count("deleted", None, previous.record(index))
+        if self._pending:
+            self._pack()
+        order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
+        baseline = Baseline(
+            array("Q", (self._ids[i] for i in order)),
+            array("Q", (self._prints[i] for i in order)),
+            array("L", order),
+            self._blocks,
+        )
+        detected = Detected(
+            by_change=self._by_change,
+            by_field=self._by_field,
+            findings_gained=self._gained,
+            made_public=self._made_public,
+            events=tuple(self._events),
+            total=sum(self._by_change.values()),
+        )
+        return baseline, detected
+
+    def _seen_nowhere(self) -> Iterable[int]:
+        position = self._seen.find(0)
+        while position != -1:
+            yield position
+            position = self._seen.find(0, position + 1)
+
+    def _pack(self) -> None:
+        self._blocks.append(zlib.compress("\n".join(self._pending).encode(), 6))
+        self._pending = []
+
+    def _count(self, change: str, now: Record | None, before: Record | None) -> None:
+        self._by_change[change] += 1
+        fields: tuple[str, ...] = ()
+        if now is not None and before is not None:
+            fields = tuple(f for f in FIELDS if now[_FIELD_AT[f]] != before[_FIELD_AT[f]])
+            self._by_field.update(fields)
+            if before[_VISIBILITY] != "public" and now[_VISIBILITY] == "public":
+                self._made_public += 1
+        if now is not None:
+            held_before = set(_strings(before[_FINDINGS])) if before is not None else set()
+            self._gained.update(set(_strings(now[_FINDINGS])) - held_before)
+        if len(self._events) < MAX_EVENTS:
+            shown = now if now is not None else before
+            assert shown is not None
+            self._events.append(
+                ClientChange(
+                    change=change,
+                    client_id=str(shown[_ID]),
+                    client_name=str(shown[_NAME]),
+                    fields=fields,
+                    details=_details(now, before),
+                )
+            )
+
+
+def _details(now: Record | None, before: Record | None) -> tuple[tuple[str, str], ...]:
+    """The security-relevant values an audit line shows: before and after, or what was added
+    and removed, or (for a client created or deleted) what it held."""
+    if now is None or before is None:
+        held = now if now is not None else before
+        assert held is not None
+        shown = [
+            ("visibility", str(held[_VISIBILITY])),
+            ("token_endpoint_auth_method", str(held[_AUTH] or "unspecified")),
+            ("redirect_uris", _listed(held[_REDIRECTS])),
+            ("findings", _listed(held[_FINDINGS])),
+        ]
+        return tuple((key, value) for key, value in shown if value)
+    details: list[tuple[str, str]] = []
+    for key, at in (("visibility", _VISIBILITY), ("token_endpoint_auth_method", _AUTH),
+                    ("grant_types", _GRANTS), ("response_types", _RESPONSES)):  # fmt: skip
+        if now[at] != before[at]:
+            details.append((key, f"{_plain(before[at])} -> {_plain(now[at])}"))
+    for key, at in (("redirect_uris", _REDIRECTS), ("post_logout_redirect_uris", _LOGOUTS),
+                    ("allowed_cors_origins", _ORIGINS), ("findings", _FINDINGS)):  # fmt: skip
+        old, new = set(_strings(before[at])), set(_strings(now[at]))
+        name = "findings_" if key == "findings" else f"{key}_"
+        if new - old:
+            details.append((f"{name}{'gained' if key == 'findings' else 'added'}",
+                            _listed(sorted(new - old))))  # fmt: skip
+        if old - new:
+            details.append((f"{name}{'lost' if key == 'findings' else 'removed'}",
+                            _listed(sorted(old - new))))  # fmt: skip
+    if now[_ROTATED] != before[_ROTATED]:
+        details.append(("secret", "rotated" if now[_ROTATED] else "rotated secret deleted"))
+    return tuple(details)
+
+
+def _strings(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return "unspecified" if value is None else str(value)
+
+
+def _listed(values: object) -> str:
+    items = _strings(values)
+    text = ", ".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        text += f" (+{len(items) - _MAX_LISTED} more)"
+    return text
+
+
+@dataclass
+class RecentChanges:
+    """The last changes across accounts, newest first, for the status page."""
+
+    limit: int = 100
+    items: list[tuple[float, str, str | None, ClientChange]] = field(default_factory=list)
+
+    def add(self, when: float, account_id: str, account_name: str | None,
+            changes: Iterable[ClientChange]) -> None:  # fmt: skip
+        fresh = [(when, account_id, account_name, change) for change in changes]
+        self.items = (fresh[::-1] + self.items)[: self.limit]

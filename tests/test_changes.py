@@ -1,0 +1,333 @@
+"""Change detection: exact counts and audit lines, checked against a plain diff of two lists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.changes import CHANGES, FIELDS, MAX_EVENTS, ChangeDetector, Detected
+from exporter.cloudflare import CloudflareAPI
+from exporter.credentials import Secret, TokenAuth
+from exporter.exposition import ExpositionStore
+from exporter.findings import FINDINGS, client_findings
+from exporter.model import OAuthClient, parse_oauth_client
+from exporter.poller import Poller
+from exporter.simulator import Fault, Simulator, make_account, make_client
+from tests.support.defaults import api_options
+from tests.support.exposition import sample, samples
+from tests.support.simulator import TOKEN
+
+RISKY = ("http_redirect_uri", "wildcard_redirect_uri", "wildcard_cors_origin", "implicit_grant",
+         "invalid_uri")  # fmt: skip
+
+
+def detect(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]) -> Detected:
+    """What a refresh reading `after` finds against a baseline made from `before`."""
+    baseline = None
+    if before is not None:
+        first = ChangeDetector(None)
+        for raw in before:
+            client = parse_oauth_client(raw)
+            first.add(client, client_findings(client))
+        baseline, nothing = first.finish()
+        assert nothing.total == 0
+    detector = ChangeDetector(baseline)
+    for raw in after:
+        client = parse_oauth_client(raw)
+        detector.add(client, client_findings(client))
+    return detector.finish()[1]
+
+
+CLIENT = {"client_id": "c1", "visibility": "private", "client_name": "App",
+          "redirect_uris": ["https://a.example.com/cb"], "grant_types": ["authorization_code"],
+          "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic",
+          "client_uri_verification": {"status": "verified", "text": "t"}}  # fmt: skip
+
+
+def test_the_first_refresh_is_the_baseline_and_says_nothing():
+    found = detect(None, [CLIENT])
+    assert found.total == 0
+    assert found.events == ()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fields"),
+    [
+        ({"visibility": "public"}, {"visibility"}),  # verified: public adds no finding
+        ({"token_endpoint_auth_method": "none"}, {"token_endpoint_auth_method"}),
+        ({"redirect_uris": ["https://b.example.com/cb"]}, {"redirect_uris"}),
+        ({"redirect_uris": ["https://a.example.com/cb", "http://b.example.com/cb"]},
+         {"redirect_uris", "findings"}),
+        ({"post_logout_redirect_uris": ["https://a.example.com/bye"]},
+         {"post_logout_redirect_uris"}),
+        ({"allowed_cors_origins": ["*"]}, {"allowed_cors_origins", "findings"}),
+        ({"grant_types": ["authorization_code", "refresh_token"]}, {"grant_types"}),
+        ({"response_types": ["code", "token"]}, {"response_types", "findings"}),
+        ({"scopes": ["account.read"]}, {"scopes"}),
+        ({"client_uri": "https://a.example.com"}, {"client_uri"}),
+        ({"client_uri_verification": {"status": "failed", "text": "t"}},
+         {"client_uri_verification"}),
+        ({"client_uri_verification": {"status": "verified", "text": "other"}},
+         {"client_uri_verification"}),
+        ({"has_rotated_secret": True}, {"has_rotated_secret"}),
+        ({"client_name": "Renamed"}, {"client_name"}),
+        ({"redirect_uris": list(reversed(["https://a.example.com/cb"]))}, set()),  # same set
+        ({"logo_uri": "https://a.example.com/logo.png"}, set()),  # not a documented field here
+    ],
+)  # fmt: skip
+def test_each_documented_field_counts_once_when_it_changes(edit, fields):
+    found = detect([CLIENT], [{**CLIENT, **edit}])
+    assert found.by_change == (Counter({"updated": 1}) if fields else Counter())
+    assert set(found.by_field) == fields
+    assert all(count == 1 for count in found.by_field.values())
+
+
+def test_a_client_replaced_by_another_is_one_deleted_and_one_created():
+    other = {**CLIENT, "client_id": "c2"}
+    found = detect([CLIENT], [other])
+    assert found.by_change == Counter({"created": 1, "deleted": 1})
+    assert found.by_field == Counter()
+    assert [(e.change, e.client_id) for e in found.events] == [("created", "c2"), ("deleted", "c1")]
+
+
+def test_a_risky_client_replacing_a_risky_one_still_gains_the_finding():
+    risky = {**CLIENT, "redirect_uris": ["http://a.example.com/cb"]}
+    found = detect([risky], [{**risky, "client_id": "c2"}])
+    assert found.findings_gained == Counter({"http_redirect_uri": 1})
+
+
+def test_made_public_counts_only_a_change_to_public():
+    found = detect([CLIENT, {**CLIENT, "client_id": "c2", "visibility": "public"}],
+                   [{**CLIENT, "visibility": "public"}, {**CLIENT, "client_id": "c2"}])  # fmt: skip
+    assert found.made_public == 1
+    assert found.by_field["visibility"] == 2
+
+
+def test_an_audit_line_says_what_changed_before_and_after():
+    edited = {**CLIENT, "visibility": "public", "has_rotated_secret": True,
+              "client_uri_verification": {"status": "pending"},
+              "redirect_uris": ["http://evil.example.com/cb"],
+              "response_types": ["code", "token"]}  # fmt: skip
+    [event] = detect([CLIENT], [edited]).events
+    assert event.change == "updated"
+    assert (event.client_id, event.client_name) == ("c1", "App")
+    assert dict(event.details) == {
+        "visibility": "private -> public",
+        "response_types": "code -> code,token",
+        "redirect_uris_added": "http://evil.example.com/cb",
+        "redirect_uris_removed": "https://a.example.com/cb",
+        "findings_gained": "http_redirect_uri, implicit_grant, public_unverified",
+        "secret": "rotated",
+    }
+
+
+def test_long_lists_in_an_audit_line_are_cut_with_a_count():
+    many = {**CLIENT, "redirect_uris": [f"https://{n}.example.com/cb" for n in range(40)]}
+    [event] = detect([CLIENT], [many]).events
+    added = dict(event.details)["redirect_uris_added"]
+    assert added.endswith("(+35 more)")
+    assert added.count("https://") == 5
+
+
+def test_a_burst_is_counted_in_full_and_listed_in_part():
+    rng = random.Random(1)
+    found = detect([], [make_client(rng, n) for n in range(10_000)])
+    assert found.by_change == Counter({"created": 10_000})
+    assert found.total == 10_000
+    assert len(found.events) == MAX_EVENTS
+
+
+# --- property: counters against an independent diff ------------------------------------------
+
+EDITS = st.sampled_from(["create", "delete", "visibility", "redirect", "rotate", "name", "grant",
+                         "nothing"])  # fmt: skip
+
+
+def plain_diff(before: dict[str, OAuthClient], after: dict[str, OAuthClient]):
+    """The diff as a person would write it: dicts of clients, compared field by field."""
+
+    def values(c: OAuthClient) -> dict[str, object]:
+        return {
+            "visibility": c.visibility, "token_endpoint_auth_method": c.token_endpoint_auth_method,
+            "redirect_uris": set(c.redirect_uris),
+            "post_logout_redirect_uris": set(c.post_logout_redirect_uris),
+            "allowed_cors_origins": set(c.allowed_cors_origins), "grant_types": c.grant_types,
+            "response_types": c.response_types, "scopes": set(c.scopes),
+            "client_uri": c.client_uri,
+            "client_uri_verification": (c.verification_status, c.verification_text),
+            "has_rotated_secret": c.has_rotated_secret, "client_name": c.client_name or "",
+            "findings": client_findings(c),
+        }  # fmt: skip
+
+    changes: Counter[str] = Counter()
+    fields: Counter[str] = Counter()
+    changes["created"] = len(after.keys() - before.keys())
+    changes["deleted"] = len(before.keys() - after.keys())
+    for key in before.keys() & after.keys():
+        old, new = values(before[key]), values(after[key])
+        differing = [f for f in FIELDS if old[f] != new[f]]
+        if differing:
+            changes["updated"] += 1
+            fields.update(differing)
+    return +changes, fields
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6), edits=st.lists(st.lists(EDITS, max_size=12), min_size=1, max_size=4)
+)
+def test_random_edits_are_counted_exactly_like_a_plain_diff(seed, edits):
+    rng = random.Random(seed)
+    clients = {
+        c["client_id"]: c for c in (make_client(rng, n) for n in range(rng.randrange(0, 30)))
+    }
+    detector = ChangeDetector(None)
+    for raw in clients.values():
+        parsed = parse_oauth_client(raw)
+        detector.add(parsed, client_findings(parsed))
+    baseline, _ = detector.finish()
+    for round_of_edits in edits:
+        before = {k: parse_oauth_client(v) for k, v in clients.items()}
+        for edit in round_of_edits:
+            ids = sorted(clients)
+            target = clients[rng.choice(ids)] if ids else None
+            if edit == "create" or target is None:
+                fresh = make_client(rng, rng.randrange(1000))
+                clients[fresh["client_id"]] = fresh
+            elif edit == "delete":
+                del clients[target["client_id"]]
+            elif edit == "visibility":
+                target["visibility"] = rng.choice(["public", "private", "internal"])
+            elif edit == "redirect":
+                target["redirect_uris"] = [rng.choice(["http", "https"]) + "://x.example.com/cb"]
+            elif edit == "rotate":
+                target["has_rotated_secret"] = not target.get("has_rotated_secret", False)
+            elif edit == "name":
+                target["client_name"] = rng.choice(["A", "B", "\ud800"])
+            elif edit == "grant":
+                target["grant_types"] = rng.choice([["authorization_code"], ["refresh_token"]])
+        after = {k: parse_oauth_client(v) for k, v in clients.items()}
+        detector = ChangeDetector(baseline)
+        for client in after.values():
+            detector.add(client, client_findings(client))
+        baseline, found = detector.finish()
+        expected_changes, expected_fields = plain_diff(before, after)
+        assert +found.by_change == expected_changes
+        assert +found.by_field == +expected_fields
+        assert found.total == sum(expected_changes.values())
+
+
+# --- through the refresh, over HTTP, with the simulator's write endpoints --------------------
+
+
+class Refresher:
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
+        self.api = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(backoff_base=0.001))
+        self.poller = Poller(self.api, self.store, account_ids=(), interval=300,
+                             concurrency=2, rate_limit=0)  # fmt: skip
+
+    def refresh(self) -> bool:
+        return bool(self.loop.run_until_complete(self.poller.refresh()))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.api.aclose())
+        self.loop.close()
+
+
+@pytest.fixture
+def living(serve_simulator):
+    rng = random.Random(21)
+    account = make_account(rng, "Acme", 5)
+    simulator = Simulator([account])
+    url = serve_simulator(simulator)
+    refresher = Refresher(url)
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
+    yield simulator, account, refresher, http
+    http.close()
+    refresher.close()
+
+
+def counter(refresher: Refresher, name: str, account_id: str, **labels: str) -> float | None:
+    return sample(refresher.store.render(), name, account_id=account_id, **labels)
+
+
+def test_every_documented_change_and_field_is_exported_from_the_first_read(living):
+    _, account, refresher, _ = living
+    assert refresher.refresh()
+    found = samples(refresher.store.render())
+    changes = {
+        dict(k)["change"]: v for k, v in found["cloudflare_oauth_client_changes_total"].items()
+    }
+    fields = {
+        dict(k)["field"]: v for k, v in found["cloudflare_oauth_client_field_changes_total"].items()
+    }
+    gained = {
+        dict(k)["finding"]: v
+        for k, v in found["cloudflare_oauth_client_findings_gained_total"].items()
+    }
+    assert changes == dict.fromkeys(CHANGES, 0)
+    assert fields == dict.fromkeys(FIELDS, 0)
+    assert gained == dict.fromkeys(FINDINGS, 0)
+    assert counter(refresher, "cloudflare_oauth_client_made_public_total", account.id) == 0
+
+
+def test_changes_made_through_the_api_are_counted_and_audited(living, caplog):
+    _, account, refresher, http = living
+    assert refresher.refresh()
+    base = f"/accounts/{account.id}/oauth_clients"
+    victim, edited = account.clients[0]["client_id"], account.clients[1]["client_id"]
+    assert account.clients[1]["visibility"] == "private"
+    rotated_before = account.clients[1].get("has_rotated_secret", False)
+    for answer in (
+        http.post(base, json={"client_name": "New", "redirect_uris": ["http://n.example.com"]}),
+        http.delete(f"{base}/{victim}"),
+        http.patch(f"{base}/{edited}", json={"visibility": "public", "client_name": "Edited"}),
+        http.post(f"{base}/{edited}/rotate_secret"),
+    ):
+        assert answer.status_code == 200, answer.text
+    with caplog.at_level(logging.INFO, logger="exporter.audit"):
+        assert refresher.refresh()
+    name = "cloudflare_oauth_client_changes_total"
+    assert [counter(refresher, name, account.id, change=c) for c in CHANGES] == [1, 1, 1]
+    field = "cloudflare_oauth_client_field_changes_total"
+    assert counter(refresher, field, account.id, field="client_name") == 1
+    assert counter(refresher, field, account.id, field="visibility") == 1
+    assert counter(refresher, field, account.id, field="has_rotated_secret") == (
+        0 if rotated_before else 1
+    )
+    assert counter(refresher, "cloudflare_oauth_client_made_public_total", account.id) == 1
+    assert counter(refresher, "cloudflare_oauth_client_findings_gained_total", account.id,
+                   finding="http_redirect_uri") == 1  # fmt: skip
+    events = {r.change: r for r in caplog.records if r.getMessage() == "oauth client changed"}
+    assert set(events) == {"created", "deleted", "updated"}
+    assert events["deleted"].client_id == victim
+    assert events["updated"].client_name == "Edited"
+    assert events["created"].account_name == "Acme"
+    assert "client_name" in events["updated"].fields
+    assert events["updated"].visibility == "private -> public"
+
+
+def test_a_failed_refresh_detects_nothing_and_keeps_the_baseline(living):
+    simulator, account, refresher, _ = living
+    assert refresher.refresh()
+    assert account.clients[1]["visibility"] == "private"
+    simulator.update_client(account.id, account.clients[1]["client_id"], visibility="public")
+    account.fault = Fault.html(503)
+    assert not refresher.refresh()
+    name = "cloudflare_oauth_client_changes_total"
+    assert counter(refresher, name, account.id, change="updated") == 0
+    account.fault = None
+    assert refresher.refresh()
+    assert counter(refresher, name, account.id, change="updated") == 1  # seen once, not lost
+    assert refresher.refresh()
+    assert counter(refresher, name, account.id, change="updated") == 1  # and not seen twice
