@@ -119,3 +119,46 @@ def test_demo_data_is_stable_and_covers_the_scenarios():
     assert {a.paging for a in first} == {"pages", "ignore"}
     assert any(a.fault is not None for a in first)
     assert any(a.faults for a in first)
+
+
+def test_the_demos_living_account_changes_in_every_way_change_detection_counts():
+    import asyncio
+    from collections import Counter
+
+    from exporter.changes import ChangeDetector
+    from exporter.findings import client_findings
+    from exporter.model import parse_oauth_client
+    from exporter.simulator import change_now_and_then, demo_accounts
+
+    accounts = demo_accounts()
+    living = accounts[1]
+    simulator = Simulator(accounts)
+
+    def refresh(baseline):
+        detector = ChangeDetector(baseline)
+        for raw in living.clients:
+            client = parse_oauth_client(raw)
+            detector.add(client, client_findings(client))
+        return detector.finish()
+
+    baseline, _ = refresh(None)
+    by_change: Counter[str] = Counter()
+    by_field: Counter[str] = Counter()
+    gained: Counter[str] = Counter()
+    steps = 0
+
+    async def step(_: float) -> None:  # a refresh after every change
+        nonlocal steps, baseline
+        steps += 1
+        if steps > 12:
+            raise asyncio.CancelledError
+        baseline, found = refresh(baseline)
+        by_change.update(found.by_change)
+        by_field.update(found.by_field)
+        gained.update(found.findings_gained)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(change_now_and_then(simulator, living.id, every=20, sleep=step))
+    assert set(by_change) == {"created", "updated", "deleted"}
+    assert {"redirect_uris", "visibility", "has_rotated_secret"} <= set(by_field)
+    assert gained["http_redirect_uri"] >= 1

@@ -439,13 +439,18 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}{BASE_PATH}"
 
 
-async def change_now_and_then(simulator: Simulator, account_id: str, every: float) -> None:
+async def change_now_and_then(
+    simulator: Simulator,
+    account_id: str,
+    every: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """The demo's living account: one realistic change every `every` seconds, for ever."""
     rng = random.Random(account_id)
     made: list[str] = []
     step = 0
     while True:
-        await asyncio.sleep(every)
+        await sleep(every)
         clients = simulator.accounts[account_id].clients
         target = rng.choice(clients)["client_id"] if clients else None
         kind = step % 5
@@ -462,8 +467,14 @@ async def change_now_and_then(simulator: Simulator, account_id: str, every: floa
                 account_id, target, redirect_uris=[*uris, "http://insecure.example.com/cb"]
             )
         elif kind == 2:
-            simulator.update_client(account_id, target, visibility="public")
+            private = [c["client_id"] for c in clients if c.get("visibility") != "public"]
+            simulator.update_client(
+                account_id, rng.choice(private or [target]), visibility="public"
+            )
         elif kind == 3:
-            simulator.update_client(account_id, target, has_rotated_secret=True)
+            kept = [c["client_id"] for c in clients if not c.get("has_rotated_secret")]
+            simulator.update_client(
+                account_id, rng.choice(kept or [target]), has_rotated_secret=True
+            )
         elif made:
             simulator.delete_client(account_id, made.pop(0))
