@@ -12,6 +12,7 @@ arrive and, when the refresh succeeded, takes its `Detected` result and new `Bas
 
 from __future__ import annotations
 
+import base64
 import bisect
 import json
 import zlib
@@ -41,7 +42,7 @@ FIELDS = (
 )
 MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every change
 _MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
-_BLOCK = 128  # records compressed together
+_BLOCK = 256  # records compressed together
 _MASK64 = (1 << 64) - 1
 
 # A record is a JSON array; its positions:
@@ -58,9 +59,10 @@ def _digest(text: str) -> int:
     return (hash(text) & _MASK64) or 1
 
 
-def _short(value: object) -> int:
-    """A 32-bit digest for fields whose value an audit line does not show."""
-    return hash(value) & 0xFFFFFFFF
+def _short(value: object) -> str:
+    """A 24-bit digest, as 4 characters, for a field whose value no audit line shows: enough
+    to tell that it changed (a change slips through once in 16 million), and cheap to keep."""
+    return base64.b64encode((hash(value) & 0xFFFFFF).to_bytes(3, "big")).decode()
 
 
 def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
@@ -213,7 +215,7 @@ class ChangeDetector:
         baseline = Baseline(
             array("Q", (self._ids[i] for i in order)),
             array("Q", (self._prints[i] for i in order)),
-            array("L", order),
+            array("I", order),
             self._blocks,
         )
         detected = Detected(
@@ -233,7 +235,7 @@ class ChangeDetector:
             position = self._seen.find(0, position + 1)
 
     def _pack(self) -> None:
-        self._blocks.append(zlib.compress("\n".join(self._pending).encode(), 6))
+        self._blocks.append(zlib.compress("\n".join(self._pending).encode(), 9))
         self._pending = []
 
     def _count(self, change: str, now: Record | None, before: Record | None) -> None:

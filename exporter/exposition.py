@@ -9,10 +9,10 @@ refresh reads the previous one from here, and the status page reads them all.
 
 from __future__ import annotations
 
-import gzip
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TypeVar
 
@@ -133,6 +133,7 @@ class ExpositionStore:
         self._total_shards = total_shards
         self._accounts: dict[str, tuple[AccountSnapshot, RenderedAccount]] = {}
         self._body: bytes | None = None
+        self._body_version = 0  # one more each time the account part changes
         self._exporter_body: bytes | None = None
         self._discovery_up: bool | None = None
         self._requests: dict[tuple[str, str], int] = {}
@@ -154,9 +155,12 @@ class ExpositionStore:
                 self._process_registry.register(_Kept(collector, keep))
         self._process_body = b""
         self._process_rendered_at = float("-inf")
-        self._full: bytes | None = None
         self._gzip = b""
-        self._gzip_of: bytes | None = None  # the body _gzip was made from
+        self._gzip_head = b""
+        self._gzip_state: zlib._Compress | None = None
+        self._gzip_body_of = -1  # the version of the account part _gzip_head was made from
+        self._gzip_tail_of: tuple[int, int] | None = None
+        self._gzip_tail_parts: tuple[bytes, bytes] = (b"", b"")
 
     def per_client_series(self, record: ClientRecord) -> int:
         """The series one client adds with --metrics.per-client, counting only what is exported."""
@@ -169,6 +173,7 @@ class ExpositionStore:
         with self._lock:
             self._accounts[snapshot.account_id] = (snapshot, rendered)
             self._body = None
+            self._body_version += 1
 
     def snapshot(self, account_id: str) -> AccountSnapshot | None:
         with self._lock:
@@ -187,6 +192,7 @@ class ExpositionStore:
                 del self._accounts[account]
             if gone:
                 self._body = None
+                self._body_version += 1
 
     def record_changes(
         self, when: float, account_id: str, account_name: str | None,
@@ -223,33 +229,49 @@ class ExpositionStore:
     # --- rendering -------------------------------------------------------------------------
 
     def render(self) -> bytes:
-        """The whole exposition, joined again only when a part of it changed.
+        """The whole exposition as one bytes object (for --once and tests; scrapes use parts)."""
+        return b"".join(self.render_parts())
 
-        Between refreshes that is at most once a second (the process metrics), so scrapes
-        write the same bytes object; during a refresh the small request counter changes often,
-        and a scrape pays one copy of the account series.
+    def render_parts(self) -> tuple[bytes, bytes, bytes]:
+        """The exposition in three parts — account series, exporter-wide series, process
+        series — each rendered again only when it changed.
+
+        Between refreshes that is at most once a second (the process metrics), so scrapes write
+        the same bytes objects; the large account part is never copied to be sent.
         """
         with self._lock:
             if self._body is None:
                 self._body = self._join_accounts()
-                self._full = None
-            paused = self._paused_until if self._paused_until > self._clock() else 0.0
-            if self._exporter_body is None or paused != self._paused_rendered:
-                self._paused_rendered = paused
-                self._exporter_body = render_families(self._exporter_families, self._state())
-                self._full = None
-            process = self._render_process()
-            if self._full is None:
-                self._full = b"".join((self._body, self._exporter_body, process))
-            return self._full
+            return self._body, *self._small_parts()
+
+    def _small_parts(self) -> tuple[bytes, bytes]:
+        paused = self._paused_until if self._paused_until > self._clock() else 0.0
+        if self._exporter_body is None or paused != self._paused_rendered:
+            self._paused_rendered = paused
+            self._exporter_body = render_families(self._exporter_families, self._state())
+        return self._exporter_body, self._render_process()
 
     def render_gzip(self) -> bytes:
-        """`render()` gzipped, compressed again only when it changed (Prometheus asks for gzip)."""
-        body = self.render()
+        """The exposition gzipped (Prometheus asks for gzip). The account part is compressed a
+        family at a time, once per change, straight from the accounts' rendered samples: it is
+        never joined whole for this. The compressor's state is kept, so a change in the small
+        parts costs only their own compression."""
         with self._lock:
-            if self._gzip_of is not body:
-                self._gzip = gzip.compress(body, compresslevel=1, mtime=0)
-                self._gzip_of = body
+            exporter, process = self._small_parts()
+            if self._gzip_body_of != self._body_version:
+                compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+                pieces = [compressor.compress(family) for family in self._account_families()]
+                pieces.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+                self._gzip_head = b"".join(pieces)
+                self._gzip_state = compressor
+                self._gzip_body_of = self._body_version
+                self._gzip_tail_of = None
+            if self._gzip_tail_of != (id(exporter), id(process)):
+                assert self._gzip_state is not None
+                tail = self._gzip_state.copy()
+                self._gzip = self._gzip_head + tail.compress(exporter + process) + tail.flush()
+                self._gzip_tail_of = (id(exporter), id(process))
+                self._gzip_tail_parts = (exporter, process)  # keeps the ids meaningful
             return self._gzip
 
     def _state(self) -> ExporterState:
@@ -264,12 +286,13 @@ class ExpositionStore:
         )
 
     def _join_accounts(self) -> bytes:
+        return b"".join(self._account_families())
+
+    def _account_families(self) -> Iterator[bytes]:
+        """Each account family, header and every account's samples, one family at a time."""
         ordered = [self._accounts[account][1] for account in sorted(self._accounts)]
-        parts: list[bytes] = []
         for index, header in enumerate(self._headers):
-            parts.append(header)
-            parts.extend(chunks[index] for chunks in ordered)
-        return b"".join(parts)
+            yield b"".join([header, *(chunks[index] for chunks in ordered)])
 
     def _render_process(self) -> bytes:
         # Process metrics read /proc; once a second is plenty for series scraped every 15s+,
@@ -280,7 +303,6 @@ class ExpositionStore:
         if now - self._process_rendered_at >= 1.0:
             self._process_body = generate_latest(self._process_registry)
             self._process_rendered_at = now
-            self._full = None
         return self._process_body
 
 

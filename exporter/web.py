@@ -146,14 +146,21 @@ class ExporterApp:
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
             return
+        parts: tuple[bytes, ...]
         if _accepts_gzip(accept_encoding):
-            body = self._store.render_gzip()
+            parts = (self._store.render_gzip(),)
             headers = [(b"content-type", _CONTENT_TYPE), (b"content-encoding", b"gzip")]
         else:
-            body = self._store.render()
+            parts = self._store.render_parts()  # sent as they are: no copy of the whole
             headers = [(b"content-type", _CONTENT_TYPE)]
-        headers += [(b"vary", b"accept-encoding"), (b"content-length", b"%d" % len(body))]
-        await _respond(send, 200, headers, body if method == "GET" else b"")
+        length = sum(map(len, parts))
+        headers += [(b"vary", b"accept-encoding"), (b"content-length", b"%d" % length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if method == "HEAD":
+            parts = (b"",)
+        for index, part in enumerate(parts):
+            more = index < len(parts) - 1
+            await send({"type": "http.response.body", "body": part, "more_body": more})
 
 
 def _accepts_gzip(header: bytes) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 from exporter.exposition import ExpositionStore
 from exporter.families import ACCOUNT_FAMILIES
 from exporter.snapshot import AccountSnapshot
@@ -81,17 +83,22 @@ def test_process_metrics_are_included_and_cached_for_a_second():
 def test_scrapes_reuse_the_rendered_bytes_until_something_changes():
     store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     store.put(GOOD)
-    first = store.render()
-    assert store.render() is first  # no copy, no re-render, between refreshes
+    first = store.render_parts()
+    again = store.render_parts()
+    assert all(a is b for a, b in zip(first, again, strict=True))  # no re-render between refreshes
+    assert store.render_gzip() is store.render_gzip()
     store.count_request("/accounts", "200")
-    second = store.render()
-    assert second != first
-    assert store.render() is second
+    second = store.render_parts()
+    assert second[0] is first[0]  # the account part is untouched by a request counted
+    assert second[1] != first[1]
+    assert store.render() == b"".join(second)
     store.set_discovery_up(True)
     third = store.render()
     assert b"cloudflare_oauth_discovery_up 1\n" in third
+    zipped = store.render_gzip()
     store.put(GOOD.failed("HTTP 500", 0.3, None))
     assert store.render() != third
+    assert gzip.decompress(store.render_gzip()) == store.render() != gzip.decompress(zipped)
 
 
 def test_per_client_series_counts_what_a_client_would_add_as_exported():
