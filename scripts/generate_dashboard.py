@@ -28,6 +28,8 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
+
 OUTPUT = (
     Path(__file__).resolve().parent.parent
     / "helm"
@@ -37,6 +39,9 @@ OUTPUT = (
 )
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account_id=~"$account"'
+# The findings that make a client risky, as the alert CloudflareOAuthRiskyClientAppeared selects
+# them: every finding but public_unverified, which has its own, milder alert.
+RISKY = "|".join(finding for finding in FINDINGS if finding != PUBLIC_UNVERIFIED)
 
 
 def query(expr: str, legend: str = "") -> prometheus.Dataquery:
@@ -181,11 +186,10 @@ def build() -> dashboard.Dashboard:
         ))
         .with_panel(series(
             "Accounts with risky clients",
-            "Per account, clients with an http or wildcard redirect URI, a wildcard CORS origin or "
-            "the implicit grant.",
-            "sum by (account_id) (cloudflare_oauth_clients_with_finding{"
-            f'{ACCOUNT},finding=~"http_redirect_uri|wildcard_redirect_uri|wildcard_cors_origin|'
-            'implicit_grant"})',
+            "Per account, clients with an http or wildcard redirect URI, a wildcard CORS origin, "
+            "the implicit grant or an invalid URI.",
+            "sum by (account_id) "
+            f'(cloudflare_oauth_clients_with_finding{{{ACCOUNT},finding=~"{RISKY}"}})',
             "{{account_id}}", width=12,
         ))
         .with_row(dashboard.Row("Exporter health"))

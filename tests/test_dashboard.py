@@ -6,6 +6,9 @@ import importlib.util
 import json
 import re
 
+import yaml
+
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
 from exporter.metrics import ACCOUNT_FAMILIES
 from tests.support.tools import DASHBOARD, ROOT, dashboard_queries
 
@@ -59,3 +62,16 @@ def test_account_variable_feeds_every_per_account_panel():
     for title, expr in dashboard_queries():
         if "cloudflare_oauth_api_requests_total" not in expr:
             assert 'account_id=~"$account"' in expr, title
+
+
+def test_the_risky_clients_panel_selects_the_findings_the_alert_does():
+    queries = dict(dashboard_queries())
+    risky = queries["Accounts with risky clients"]
+    (selected,) = re.findall(r'finding=~"([^"]+)"', risky)
+    rules = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/files/alerts.yml").read_text())
+    alert = next(
+        rule for group in rules["groups"] for rule in group["rules"]
+        if rule.get("alert") == "CloudflareOAuthRiskyClientAppeared"
+    )  # fmt: skip
+    assert f'finding=~"{selected}"' in alert["expr"]
+    assert set(selected.split("|")) == set(FINDINGS) - {PUBLIC_UNVERIFIED}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
 from tests.support.tools import ROOT, require_tool
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
@@ -56,3 +58,17 @@ def test_every_alert_says_what_to_do_and_how_bad_it_is():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+
+
+def _findings_selected(expr: str) -> list[str]:
+    (selector,) = re.findall(r'finding=~?"([^"]+)"', expr)
+    return str(selector).split("|")
+
+
+def test_the_finding_alerts_cover_every_finding_the_exporter_knows_once():
+    by_name = {rule["alert"]: rule for rule in alerts()}
+    risky = _findings_selected(by_name["CloudflareOAuthRiskyClientAppeared"]["expr"])
+    public = by_name["CloudflareOAuthUnverifiedPublicClientAppeared"]
+    unverified = _findings_selected(public["expr"])
+    assert unverified == [PUBLIC_UNVERIFIED]
+    assert sorted(risky + unverified) == sorted(FINDINGS)
