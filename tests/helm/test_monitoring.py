@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from exporter.settings import load_settings
 from tests.support.helm import (
     ALERTS,
     DASHBOARD,
@@ -237,3 +238,27 @@ def test_dashboard_sidecar_label_namespace_and_annotations_are_configurable(rend
     assert "grafana_dashboard" not in config_map["metadata"]["labels"]
     assert config_map["metadata"]["namespace"] == "grafana"
     assert config_map["metadata"]["annotations"] == {"grafana_folder": "Cloudflare"}
+
+
+@pytest.mark.parametrize(
+    ("values", "path"),
+    [
+        ({}, "/metrics"),
+        ({"web": {"telemetryPath": "/cloudflare"}}, "/cloudflare"),
+        ({"extraArgs": ["--web.telemetry-path=/from-extra-args"]}, "/from-extra-args"),
+        (
+            {"web": {"telemetryPath": "/a"}, "extraArgs": ["--web.telemetry-path", "/b", "-v"]},
+            "/b",
+        ),
+    ],
+    ids=["default", "value", "extra-args", "extra-args-two-words"],
+)
+def test_service_monitor_scrapes_the_path_the_exporter_serves(render, values, path):
+    monitored = {"serviceMonitor": {"enabled": True}}
+    release = render(merged(WITH_TOKEN, monitored, values))
+    (endpoint,) = release.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["path"] == path
+    # The exporter's own parser decides which flag wins; -v stands for any later flag.
+    args = [arg for arg in release.container["args"] if arg != "-v"]
+    assert load_settings(args, {"CLOUDFLARE_API_TOKEN": "x"}).telemetry_path == path
+    assert f"127.0.0.1:9878{path} |" in release.notes

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import random
+import re
+import subprocess
+import sys
+
 import helm_python
 import pytest
+from kubernetes_validate.utils import validate as validate_kubernetes
 
+from exporter.settings import TokenAuth, load_settings
+from exporter.simulator import Simulator, make_account
+from tests.support.exposition import sample
 from tests.support.helm import (
+    CHART,
+    PROMETHEUS_OPERATOR,
+    SHARDING_KUBE_VERSIONS,
     WITH_TOKEN,
     credential_source,
+    kubelet_environment,
+    kubelet_expand,
     merged,
+    project_credentials,
+    render_at,
     scenario_values,
 )
+from tests.support.simulator import TOKEN as SIMULATOR_TOKEN
+from tests.support.tools import clean_environ
+
+SHARD_LAUNCHER = CHART / "files" / "shard.py"
 
 
 def test_sharding_renders_a_statefulset_with_one_shard_per_pod(render):
@@ -20,19 +43,26 @@ def test_sharding_renders_a_statefulset_with_one_shard_per_pod(render):
     assert statefulset["spec"]["replicas"] == 3
     assert "--total-shards=3" in release.container["args"]
     assert not any(arg.startswith("--shard=") for arg in release.container["args"])
-    shard = release.env["EXPORTER_SHARD"]["valueFrom"]["fieldRef"]["fieldPath"]
-    assert shard == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # The shard comes from the pod's name, which every Kubernetes sets; never from the
+    # apps.kubernetes.io/pod-index label, which 1.25 to 1.27 do not.
+    assert release.env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "EXPORTER_SHARD" not in release.env
+    field_refs = re.findall(r'"fieldPath": "([^"]+)"', json.dumps(release.objects))
+    assert field_refs == ["metadata.name"]
+    assert release.container["command"] == ["python", "-c", SHARD_LAUNCHER.read_text()]
     headless = next(s for s in release.all("Service") if s["spec"].get("clusterIP") == "None")
     assert statefulset["spec"]["serviceName"] == headless["metadata"]["name"]
     assert headless["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
 
 
+def test_without_sharding_the_image_entrypoint_runs_the_exporter(render):
+    assert "command" not in render(WITH_TOKEN).container
+
+
 def test_each_shard_reads_its_own_token(render):
     release = render(scenario_values("sharding-values.yaml"))
     token_file = release.env["CLOUDFLARE_API_TOKEN_FILE"]["value"]
-    assert "/shard-$(EXPORTER_SHARD)/" in token_file  # Kubernetes expands $(VAR) from env
-    names = [var["name"] for var in release.container["env"]]
-    assert names.index("EXPORTER_SHARD") < names.index("CLOUDFLARE_API_TOKEN_FILE")
+    assert "/shard-$(EXPORTER_SHARD)/" in token_file  # filled in by files/shard.py
     mount = next(m for m in release.container["volumeMounts"] if m["name"] == "credentials")
     volume = next(v for v in release.pod["volumes"] if v["name"] == "credentials")
     sources = [
@@ -46,6 +76,94 @@ def test_each_shard_reads_its_own_token(render):
         ("cf-token-shard-2", "api-token", token_file.replace("$(EXPORTER_SHARD)", "2")),
     ]
     assert release.all("Secret") == []  # the user's Secrets; the chart renders none
+
+
+class _Exec(Exception):
+    """Raised instead of replacing the test process with the exporter."""
+
+
+def run_launcher(monkeypatch, command, args, environ):
+    """Run the container's `python -c` launcher in this process, as the runtime would start it
+    (argv and a fresh environment), stopping where it would exec the exporter: returns the
+    exporter's (argv, environment)."""
+    assert command[:2] == ["python", "-c"]
+    exec_call: list[tuple[str, list[str], dict[str, str]]] = []
+
+    def execvp(file, argv):
+        exec_call.append((file, argv, dict(os.environ)))
+        raise _Exec
+
+    monkeypatch.setattr(os, "execvp", execvp)
+    monkeypatch.setattr(sys, "argv", ["-c", *args])
+    for key in [*os.environ, "EXPORTER_SHARD"]:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(_Exec):
+        exec(compile(command[2], "shard.py", "exec"), {"__name__": "__main__"})  # noqa: S102
+    ((file, argv, exporter_environ),) = exec_call
+    assert file == argv[0] == "cloudflare-oauth-exporter"  # the image's console script
+    return argv[1:], exporter_environ
+
+
+@pytest.mark.parametrize("shard", [0, 1, 2])
+@pytest.mark.parametrize("kube_version", SHARDING_KUBE_VERSIONS)
+def test_every_pod_runs_its_own_shard_with_its_own_token(
+    chart, monkeypatch, tmp_path, kube_version, shard
+):
+    release = render_at(chart, scenario_values("sharding-values.yaml"), kube_version)
+    for obj in release.objects:
+        if obj["apiVersion"] != PROMETHEUS_OPERATOR:
+            validate_kubernetes(obj, kube_version, strict=True)
+    pod_name = f"{release.one('StatefulSet')['metadata']['name']}-{shard}"
+    container = release.container
+    environ = kubelet_environment(container, pod_name)
+    args = [kubelet_expand(arg, environ) for arg in container["args"]]
+    command = [kubelet_expand(part, environ) for part in container["command"]]
+    inside, local = project_credentials(release, tmp_path)  # the Secrets, as mounted
+    environ = {key: value.replace(inside, local) for key, value in environ.items()}
+
+    argv, exporter_environ = run_launcher(monkeypatch, command, args, environ)
+
+    assert exporter_environ["EXPORTER_SHARD"] == str(shard)
+    settings = load_settings(argv, exporter_environ)
+    assert (settings.shard, settings.total_shards) == (shard, 3)
+    assert isinstance(settings.auth, TokenAuth)
+    secret = scenario_values("sharding-values.yaml")["sharding"]["existingSecrets"][shard]
+    assert settings.auth.token.reveal() == f"{secret['name']}/{secret.get('key', 'api-token')}"
+
+
+@pytest.mark.parametrize("pod_name", ["", "cloudflare-oauth-exporter", "exporter-01", "x-1a"])
+def test_the_launcher_refuses_a_pod_name_without_an_ordinal(render, monkeypatch, pod_name):
+    command = render(scenario_values("sharding-values.yaml")).container["command"]
+    with pytest.raises(SystemExit) as exited:
+        run_launcher(monkeypatch, command, [], {"POD_NAME": pod_name})
+    message = str(exited.value.code)
+    assert message.startswith("cloudflare-oauth-exporter: cannot take a shard from the pod name")
+    assert "\n" not in message
+
+
+@pytest.mark.slow
+def test_a_shard_pod_command_runs_the_exporter_as_that_shard(render, tmp_path, serve_simulator):
+    # The launcher as the container runtime starts it: `python -c`, a fresh process.
+    release = render(merged(WITH_TOKEN, {"replicas": 3, "sharding": {"enabled": True}}))
+    container = release.container
+    environ = kubelet_environment(container, "cf-oauth-exporter-2")
+    inside, local = project_credentials(release, tmp_path)
+    environ = {key: value.replace(inside, local) for key, value in environ.items()}
+    (pathlib.Path(local) / "api-token").write_text(SIMULATOR_TOKEN + "\n")
+    rng = random.Random(14)
+    url = serve_simulator(Simulator([make_account(rng, f"account {n}", 2) for n in range(6)]))
+    command = [sys.executable, *container["command"][1:]]
+    args = [*container["args"], "--once", f"--cloudflare.api-url={url}"]
+    bin_dir = os.path.dirname(sys.executable)  # where the console script is, as in the image
+    result = subprocess.run(
+        [*command, *args], env={**clean_environ(), **environ, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sample(result.stdout, "cloudflare_oauth_exporter_shard_info", shard="2",
+                  total_shards="3") == 1  # fmt: skip
 
 
 def test_shards_can_share_one_token(render):

@@ -24,6 +24,7 @@ def test_default_flags_are_the_exporters_defaults(render):
         "--cloudflare.rate-limit=1000",
         "--cloudflare.timeout=10s",
         "--cloudflare.page-size=50",
+        "--web.telemetry-path=/metrics",
         "--log.level=info",
         "--log.format=logfmt",
     ]
@@ -59,6 +60,7 @@ def test_values_become_flags_in_order_with_extra_args_last(render):
         "--cloudflare.rate-limit=1000000",
         "--cloudflare.timeout=1m30s",
         "--cloudflare.page-size=1000",
+        "--web.telemetry-path=/metrics",
         "--log.level=warn",
         "--log.format=json",
         "--web.telemetry-path=/metrics",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import yaml
+from helm_python import _native as helm_native
 from kubernetes_validate.utils import all_versions
 
 from tests.support.tools import ROOT
@@ -15,8 +19,11 @@ CHART = ROOT / "helm" / "cloudflare-oauth-exporter"
 ALERTS = CHART / "files" / "alerts.yml"
 DASHBOARD = CHART / "files" / "dashboard.json"
 SCENARIOS = sorted(path.name for path in (CHART / "ci").glob("*-values.yaml"))
-# The oldest and newest Kubernetes whose schemas kubernetes-validate ships.
+# The oldest and newest Kubernetes whose schemas kubernetes-validate ships: 1.25, the oldest the
+# chart's kubeVersion accepts, and the newest there is.
 KUBE_VERSIONS = (all_versions()[0], all_versions()[-1])
+# Sharding is rendered at both sides of 1.28, where the apps.kubernetes.io/pod-index label began.
+SHARDING_KUBE_VERSIONS = ("1.25.0", "1.27.0", "1.28.0", all_versions()[-1])
 # The chart's own kinds, which kubernetes-validate has no schema for (tests/helm/test_monitoring.py
 # checks the ServiceMonitor against an excerpt of its CRD).
 PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
@@ -122,3 +129,67 @@ def bundled_rules() -> list[dict[str, Any]]:
     """Every rule of the plain Prometheus rule file the chart ships."""
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
+
+
+def render_at(
+    chart: Any,
+    values: dict[str, Any],
+    kube_version: str,
+    *,
+    name: str = "demo",
+    namespace: str = "monitoring-apps",
+) -> Release:
+    """Render as `helm template --kube-version` does (.Capabilities.KubeVersion set).
+
+    helm-python's Chart.render does not take a Kubernetes version, though the Helm SDK call under
+    it does; this passes it there.
+    """  # fmt: skip
+    options = {"name": name, "namespace": namespace, "kube_version": f"v{kube_version}"}
+    rendered = helm_native.call_string(
+        "helm_render", chart._raw(), json.dumps(values), json.dumps(options)
+    )
+    return Release(json.loads(rendered))
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def kubelet_expand(text: str, environ: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: a defined variable is replaced, `$$` is `$`, and a reference
+    to an undefined variable stays as written."""
+    return _REFERENCE.sub(
+        lambda m: "$" if m.group(0) == "$$" else environ.get(m.group(1), m.group(0)), text
+    )
+
+
+def kubelet_environment(container: dict[str, Any], pod_name: str) -> dict[str, str]:
+    """The environment the kubelet gives `container` in pod `pod_name`: variables in order, each
+    value expanded against the ones before it; the only field reference the chart uses is the
+    pod's name."""
+    environ: dict[str, str] = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            environ[var["name"]] = kubelet_expand(var["value"], environ)
+        else:
+            assert var["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, var
+            environ[var["name"]] = pod_name
+    return environ
+
+
+def project_credentials(release: Release, root: Path) -> tuple[str, str]:
+    """Write the credentials volume's files under `root` as the kubelet would mount them, each
+    holding "<Secret name>/<key>"; returns (mount path in the container, its place here)."""
+    mount = next(m for m in release.container["volumeMounts"] if m["name"] == "credentials")
+    volume = next(v for v in release.pod["volumes"] if v["name"] == "credentials")
+    secrets = (
+        [source["secret"] for source in volume["projected"]["sources"]]
+        if "projected" in volume
+        else [{"name": volume["secret"]["secretName"], "items": volume["secret"]["items"]}]
+    )
+    local = root / mount["mountPath"].strip("/")
+    for secret in secrets:
+        for item in secret["items"]:
+            path = local / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{secret['name']}/{item['key']}\n")
+    return mount["mountPath"], str(local)
