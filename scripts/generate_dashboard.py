@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -217,8 +218,36 @@ def build() -> dashboard.Dashboard:
     )  # fmt: skip
 
 
+# The newest dashboard schema that npm @grafana/schema (tests/dashboard/package.json) describes;
+# a test holds the two together. The SDK release pinned in pyproject.toml writes 36, but the
+# migrations from 37 to 42 only rewrite what this dashboard does not have (hidden legends, table
+# cell display modes, the timeSeriesTable transformation, an unset refresh, timepicker
+# time_options, hideFrom overrides), so Grafana loads it unchanged as 42.
+SCHEMA_VERSION = 42
+# Keys the pinned SDK still writes that the schema no longer knows: a variable's interval-only
+# `auto*` settings and `id`, and the dashboard's `style`, which Grafana has ignored since 8.
+UNKNOWN_VARIABLE_KEYS = ("auto", "auto_count", "auto_min", "id")
+UNKNOWN_DASHBOARD_KEYS = ("style",)
+
+
+def to_schema(board: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's output as the current schema has it (see SCHEMA_VERSION), panel ids unique."""
+    board = {k: v for k, v in board.items() if k not in UNKNOWN_DASHBOARD_KEYS}
+    board["schemaVersion"] = SCHEMA_VERSION
+    board["templating"] = {
+        "list": [
+            {k: v for k, v in variable.items() if k not in UNKNOWN_VARIABLE_KEYS}
+            for variable in board["templating"]["list"]
+        ]
+    }
+    # The SDK leaves panels without ids and gives every row 0; links to a panel need its own.
+    board["panels"] = [{**panel, "id": n} for n, panel in enumerate(board["panels"], start=1)]
+    return board
+
+
 def render() -> str:
-    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+    built = json.loads(json.dumps(build().build(), cls=JSONEncoder))
+    return json.dumps(to_schema(built), indent=2, sort_keys=True) + "\n"
 
 
 def main() -> int:
