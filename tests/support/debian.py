@@ -130,8 +130,10 @@ class Podman:
         require_tool("runc")
         home = CACHE / "podman"
         home.mkdir(parents=True, exist_ok=True)
-        # Runtime state must not outlive a reboot: a temporary directory, not the cache.
-        run = Path(tempfile.gettempdir()) / f"cloudflare-oauth-exporter-podman-{os.getuid()}"
+        # Runtime state must not outlive a reboot (a temporary directory, not the cache), and is
+        # one per storage, so that two caches never share their locks.
+        storage_key = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+        run = Path(tempfile.gettempdir()) / f"cloudflare-oauth-exporter-podman-{storage_key}"
         files, nproc = resource_limits()
         containers_conf = home / "containers.conf"
         containers_conf.write_text(
@@ -139,6 +141,7 @@ class Podman:
             f'default_ulimits = ["nofile={files}:{files}", "nproc={nproc}:{nproc}"]\n'
             "[engine]\n"
             'cgroup_manager = "cgroupfs"\nruntime = "runc"\nevents_logger = "file"\n'
+            f'tmp_dir = "{run / "libpod"}"\n'
         )
         storage_conf = home / "storage.conf"
         storage_conf.write_text(
