@@ -1,4 +1,5 @@
 # cloudflare-oauth-exporter: build a wheel into a venv, copy only the venv into a slim runtime.
+# PYTHON_IMAGE can be any base with python3 and its venv module (the tests use Debian's).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -1,13 +1,25 @@
-"""The committed Grafana dashboard is what the generator makes, and its queries are well formed."""
+"""The committed Grafana dashboard: the generator's output, sound queries, Grafana's own schema."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
 
 from exporter.families import ACCOUNT_FAMILIES
-from tests.support.tools import DASHBOARD, ROOT, dashboard_queries
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
+from tests.support.tools import (
+    DASHBOARD,
+    ROOT,
+    dashboard_queries,
+    require_node_modules,
+    require_tool,
+)
 
 
 def load_generator():
@@ -59,3 +71,89 @@ def test_account_variable_feeds_every_per_account_panel():
     for title, expr in dashboard_queries():
         if "cloudflare_oauth_api_requests_total" not in expr:
             assert 'account_id=~"$account"' in expr, title
+
+
+def test_the_risky_clients_panel_selects_the_findings_the_alert_does():
+    queries = dict(dashboard_queries())
+    risky = queries["Accounts with risky clients"]
+    (selected,) = re.findall(r'finding=~"([^"]+)"', risky)
+    rules = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/files/alerts.yml").read_text())
+    alert = next(
+        rule for group in rules["groups"] for rule in group["rules"]
+        if rule.get("alert") == "CloudflareOAuthRiskyClientAppeared"
+    )  # fmt: skip
+    assert f'finding=~"{selected}"' in alert["expr"]
+    assert set(selected.split("|")) == set(FINDINGS) - {PUBLIC_UNVERIFIED}
+
+
+# --- Grafana's own schema: npm @grafana/schema, checked by the TypeScript compiler ---------------
+
+TYPE_CHECK = """import type {{ Dashboard }} from "@grafana/schema";
+
+// An object literal checked with `satisfies`: every key must be one the type declares.
+const dashboard = {board} satisfies Dashboard;
+export default dashboard;
+"""
+TSCONFIG = {
+    "compilerOptions": {
+        "strict": True, "noEmit": True, "target": "es2022", "module": "esnext",
+        "moduleResolution": "bundler", "skipLibCheck": True,
+    },
+    "files": ["dashboard.ts"],
+}  # fmt: skip
+
+
+def type_check(directory, board) -> subprocess.CompletedProcess[str]:
+    """`tsc --strict` on the dashboard as a TypeScript literal that must satisfy `Dashboard`."""
+    modules = require_node_modules()
+    (directory / "node_modules").symlink_to(modules)
+    (directory / "tsconfig.json").write_text(json.dumps(TSCONFIG))
+    (directory / "dashboard.ts").write_text(TYPE_CHECK.format(board=json.dumps(board, indent=2)))
+    return subprocess.run(
+        [require_tool("node"), str(modules / "typescript" / "bin" / "tsc"), "-p", str(directory)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dashboard_satisfies_grafanas_own_dashboard_type(tmp_path):
+    result = type_check(tmp_path, json.loads(DASHBOARD.read_text()))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _with_unknown_key(where: str) -> dict[str, Any]:
+    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    if where == "dashboard":
+        board["style"] = "dark"
+    elif where == "variable":
+        board["templating"]["list"][1]["auto_count"] = 30
+    else:
+        next(p for p in board["panels"] if p["type"] == "timeseries")["fieldConfig"]["defaults"][
+            "colour"
+        ] = {}
+    return board
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [("dashboard", "style"), ("variable", "auto_count"), ("field-config", "colour")],
+)
+def test_the_type_check_refuses_keys_grafana_does_not_know(tmp_path, where, key):
+    # The check above could pass by checking nothing; here it must catch what it exists for.
+    result = type_check(tmp_path, _with_unknown_key(where))
+    assert result.returncode != 0
+    assert f"known properties, and '\"{key}\"' does not exist in type" in result.stdout, (
+        result.stdout
+    )
+
+
+@pytest.mark.slow
+def test_schema_version_is_the_newest_grafanas_package_describes():
+    modules = require_node_modules()
+    newest = subprocess.run(
+        [require_tool("node"), "-e",
+         "process.stdout.write(String(require('@grafana/schema').defaultDashboard.schemaVersion))"],
+        cwd=modules.parent, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(DASHBOARD.read_text())["schemaVersion"] == int(newest)

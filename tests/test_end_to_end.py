@@ -3,99 +3,23 @@
 from __future__ import annotations
 
 import random
-import re
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import bcrypt
-import httpx
 import pytest
 import yaml
 
 from exporter.simulator import Fault, Simulator, make_account
 from tests.support.process import ExporterProcess
+from tests.support.prometheus import Prometheus, prometheus_scraping
 from tests.support.simulator import TOKEN
 from tests.support.tls import make_pki
-from tests.support.tools import ROOT, dashboard_queries, require_tool
+from tests.support.tools import ROOT, dashboard_queries
 
 pytestmark = pytest.mark.slow  # every test here starts a process
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = response.json()
-        assert body["status"] == "success", (expr, body)
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def get(self, path: str, **params: str) -> dict[str, Any]:
-        body = httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
-        assert body["status"] == "success", body
-        data: dict[str, Any] = body["data"]
-        return data
-
-    def wait_for(self, predicate, what: str, timeout: float = 60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.5)
-        pytest.fail(f"timed out waiting for {what}")
-
-
-@contextmanager
-def prometheus_scraping(
-    workdir: Path, job: dict[str, Any], rule_files: tuple[str, ...] = ()
-) -> Iterator[Prometheus]:
-    """The Debian prometheus binary on loopback, scraping `job` every second."""
-    binary = require_tool("prometheus")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": list(rule_files),
-                "scrape_configs": [{"job_name": "cloudflare-oauth-exporter", **job}],
-            }
-        )
-    )
-    port = free_port()
-    with (workdir / "prometheus.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            prometheus = Prometheus(f"http://127.0.0.1:{port}")
-            prometheus.wait_for(lambda: _ready(prometheus.url), "Prometheus to start", timeout=60)
-            yield prometheus
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +59,6 @@ def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict
                 "five scrapes",
             )
             yield prometheus, {"good": good.id, "small": small.id, "failing": failing.id}
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def substitute(expr: str) -> str:
@@ -200,7 +117,11 @@ def test_a_failing_account_drives_its_alert(stack):
     alerts = prometheus.wait_for(refresh_alerts, "CloudflareOAuthAccountRefreshFailing")
     assert {a["labels"]["account_id"] for a in alerts} == {accounts["failing"]}
     assert alerts[0]["state"] in {"pending", "firing"}
-    assert re.search(r"account \w+ cannot be read", alerts[0]["annotations"]["summary"])
+    # discovery told the exporter the account's name, and the alert says it
+    assert alerts[0]["labels"]["account_name"] == "Failing"
+    assert alerts[0]["annotations"]["summary"] == (
+        f"Cloudflare account Failing ({accounts['failing']}) cannot be read"
+    )
 
 
 def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path, serve_simulator):

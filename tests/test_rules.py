@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
 from tests.support.tools import ROOT, require_tool
 
 RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
@@ -56,3 +58,70 @@ def test_every_alert_says_what_to_do_and_how_bad_it_is():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+
+
+def _findings_selected(expr: str) -> list[str]:
+    (selector,) = re.findall(r'finding=~?"([^"]+)"', expr)
+    return str(selector).split("|")
+
+
+def test_the_finding_alerts_cover_every_finding_the_exporter_knows_once():
+    by_name = {rule["alert"]: rule for rule in alerts()}
+    risky = _findings_selected(by_name["CloudflareOAuthRiskyClientAppeared"]["expr"])
+    public = by_name["CloudflareOAuthUnverifiedPublicClientAppeared"]
+    unverified = _findings_selected(public["expr"])
+    assert unverified == [PUBLIC_UNVERIFIED]
+    assert sorted(risky + unverified) == sorted(FINDINGS)
+
+
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_sections() -> dict[str, str]:
+    """{heading anchor: section text} of every `## ` section of the runbook."""
+    parts = re.split(r"^## (.+)$", RUNBOOK.read_text(), flags=re.MULTILINE)
+    return {
+        github_anchor(heading): body for heading, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+def test_every_alert_links_its_own_runbook_section():
+    home = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/Chart.yaml").read_text())["home"]
+    sections = runbook_sections()
+    for rule in alerts():
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"{home}/blob/main/docs/runbook.md#{github_anchor(rule['alert'])}"
+        section = sections[url.partition("#")[2]]
+        for part in ("**What it means.**", "**How to confirm.**", "**What to do.**"):
+            assert part in section, (rule["alert"], part)
+    # ...and the runbook has no section for an alert that no longer exists.
+    assert set(sections) == {github_anchor(rule["alert"]) for rule in alerts()}
+
+
+def test_the_runbooks_own_links_lead_somewhere():
+    links = re.findall(r"\]\(#([^)]+)\)", RUNBOOK.read_text())
+    assert links
+    assert set(links) <= set(runbook_sections())
+    for path in re.findall(r"\]\((\.\./[^)#]+)\)", RUNBOOK.read_text()):
+        assert (RUNBOOK.parent / path).exists(), path
+
+
+PER_ACCOUNT_ALERTS = [
+    "CloudflareOAuthAccountRefreshFailing", "CloudflareOAuthDataStale",
+    "CloudflareOAuthClientVerificationFailed", "CloudflareOAuthRotatedSecretPending",
+    "CloudflareOAuthRiskyClientAppeared", "CloudflareOAuthUnverifiedPublicClientAppeared",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PER_ACCOUNT_ALERTS)
+def test_per_account_alerts_name_the_account_when_the_exporter_knows_it(name):
+    rule = next(rule for rule in alerts() if rule["alert"] == name)
+    # joined with cloudflare_oauth_account_info, or with a nameless stand-in when there is none
+    assert "group_left (account_name)" in rule["expr"]
+    assert "cloudflare_oauth_account_info or on (job, instance, account_id)" in rule["expr"]
+    assert "{{ with $labels.account_name }}" in rule["annotations"]["summary"]

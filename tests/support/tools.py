@@ -2,30 +2,57 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+# What is too big or slow to make on every run and does not belong in the repository: tools in
+# their own environments, Debian roots, container images. scripts/test uses the same place.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / (
+    "cloudflare-oauth-exporter-tests"
+)
+DASHBOARD_PACKAGES = ROOT / "tests" / "dashboard" / "package.json"
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not there: in CI (CI=true) the test fails, elsewhere it skips."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
-    """The path of an external tool; in CI (CI=true) a missing tool fails the test, never skips."""
-    path = shutil.which(name)
+    """The path of an external tool, on PATH or among the tools scripts/test keeps in CACHE."""
+    path = shutil.which(name) or shutil.which(name, path=str(CACHE / "bin"))
     if path is None:
-        message = f"{name} is not installed; the README's test command installs it"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} is not installed; the README's test command installs it")
+    return path
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        missing(f"{what} needs root (podman and debootstrap as Debian packages them)")
+
+
+def require_node_modules() -> Path:
+    """tests/dashboard/package.json's packages, which scripts/test installs into CACHE under a
+    name made from that file's content, so a changed pin never finds stale packages."""
+    key = hashlib.sha256(DASHBOARD_PACKAGES.read_bytes()).hexdigest()[:16]
+    path = CACHE / f"npm-{key}" / "node_modules"
+    if not path.is_dir():
+        missing(f"{path} is missing; the README's test command installs it")
     return path
 
 

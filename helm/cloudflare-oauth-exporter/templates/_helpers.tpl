@@ -198,9 +198,31 @@ holding ": " or "#" cannot break the manifest.
 {{- if include "cloudflare-oauth-exporter.webConfigSecret" . }}
 {{- $args = append $args "--web.config.file=/etc/cloudflare-oauth-exporter/web/web-config.yml" }}
 {{- end }}
+{{- $args = append $args (printf "--web.telemetry-path=%s" .Values.web.telemetryPath) }}
 {{- $args = append $args (printf "--log.level=%s" .Values.logLevel) }}
 {{- $args = append $args (printf "--log.format=%s" .Values.logFormat) }}
 {{- concat $args .Values.extraArgs | toYaml }}
+{{- end }}
+
+{{/*
+The path the exporter serves its metrics on: web.telemetryPath, unless extraArgs set
+--web.telemetry-path again (the last flag wins, in the exporter as here). The ServiceMonitor and
+NOTES.txt follow it.
+*/}}
+{{- define "cloudflare-oauth-exporter.telemetryPath" -}}
+{{- $path := .Values.web.telemetryPath }}
+{{- $valueNext := false }}
+{{- range .Values.extraArgs }}
+{{- if $valueNext }}
+{{- $path = . }}
+{{- $valueNext = false }}
+{{- else if hasPrefix "--web.telemetry-path=" . }}
+{{- $path = trimPrefix "--web.telemetry-path=" . }}
+{{- else if eq . "--web.telemetry-path" }}
+{{- $valueNext = true }}
+{{- end }}
+{{- end }}
+{{- $path }}
 {{- end }}
 
 {{/*
@@ -278,18 +300,26 @@ spec:
     - name: exporter
       image: {{ include "cloudflare-oauth-exporter.image" . }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
+      {{- if .Values.sharding.enabled }}
+      # files/shard.py takes this pod's shard from its name, then runs the exporter with the args.
+      command:
+        {{- list "python" "-c" (.Files.Get "files/shard.py") | toYaml | nindent 8 }}
+      {{- end }}
       args:
         {{- include "cloudflare-oauth-exporter.args" . | nindent 8 }}
       env:
         {{- if .Values.sharding.enabled }}
-        # The StatefulSet's pod index is this pod's shard.
-        - name: EXPORTER_SHARD
+        # <statefulset>-<ordinal>: the ordinal is this pod's shard (files/shard.py), on every
+        # Kubernetes version (the apps.kubernetes.io/pod-index label needs 1.28).
+        - name: POD_NAME
           valueFrom:
             fieldRef:
-              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+              fieldPath: metadata.name
         {{- end }}
         {{- if eq $scheme "shardTokens" }}
         # Every shard's token is mounted under its own directory; this pod reads its own.
+        # Kubernetes leaves $(EXPORTER_SHARD) as written (no such variable in the spec), and
+        # files/shard.py fills it in.
         - name: CLOUDFLARE_API_TOKEN_FILE
           value: {{ printf "%s/shard-$(EXPORTER_SHARD)/api-token" (include "cloudflare-oauth-exporter.secretMountPath" .) }}
         {{- else if eq $scheme "token" }}
