@@ -40,8 +40,8 @@ OUTPUT = (
 )
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account_id=~"$account"'
-# The findings that make a client risky, as the alert CloudflareOAuthRiskyClientAppeared selects
-# them: every finding but public_unverified, which has its own, milder alert.
+# The findings that make a client risky, as the alert CloudflareOAuthClientGainedRiskyFinding
+# selects them: every finding but public_unverified, which has its own, milder alert.
 RISKY = "|".join(finding for finding in FINDINGS if finding != PUBLIC_UNVERIFIED)
 
 
@@ -192,6 +192,23 @@ def build() -> dashboard.Dashboard:
             "sum by (account_id) "
             f'(cloudflare_oauth_clients_with_finding{{{ACCOUNT},finding=~"{RISKY}"}})',
             "{{account_id}}", width=12,
+        ))
+        .with_row(dashboard.Row("Changes"))
+        .with_panel(series(
+            "Client changes per account",
+            "OAuth clients created, deleted or changed between two refreshes, per account and "
+            "kind; the exporter's audit log (logger exporter.audit) names each client.",
+            "sum by (account_id, change) "
+            f"(increase(cloudflare_oauth_client_changes_total{{{ACCOUNT}}}[$__rate_interval]))",
+            "{{account_id}} {{change}}", stacked=True, width=12,
+        ))
+        .with_panel(series(
+            "Changed fields",
+            "Changed clients per field that changed; findings: the set of findings a client "
+            "holds. Made public and risky findings gained have alerts of their own.",
+            "sum by (field) "
+            f"(increase(cloudflare_oauth_client_field_changes_total{{{ACCOUNT}}}[$__rate_interval]))",
+            "{{field}}", stacked=True, width=12,
         ))
         .with_row(dashboard.Row("Exporter health"))
         .with_panel(series(

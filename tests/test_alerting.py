@@ -180,14 +180,15 @@ def delivery(tmp_path_factory, simulator_thread: SimulatorThread) -> Iterator[De
                 workdir, job, (str(workdir / "alerts.yml"),), alertmanagers=(manager,)
             ) as prometheus:
                 webhook.wait_for("firing", "CloudflareOAuthAccountRefreshFailing")
-                # Ten seconds of history for `offset 10s`, then a client turns risky.
+                # The finding counters scraped at 0 first (increase() needs a before), then a
+                # client turns risky.
                 before = (
                     f'cloudflare_oauth_clients_with_finding{{account_id="{risky.id}",'
                     'finding="http_redirect_uri"} offset 10s'
                 )
                 prometheus.wait_for(lambda: prometheus.query(before), "ten seconds of findings")
                 risky.clients[0]["redirect_uris"] = ["http://app.example.com/callback"]
-                webhook.wait_for("firing", "CloudflareOAuthRiskyClientAppeared")
+                webhook.wait_for("firing", "CloudflareOAuthClientGainedRiskyFinding")
                 failing.fault = None
                 webhook.wait_for("resolved", "CloudflareOAuthAccountRefreshFailing")
                 yield Delivery(webhook, failing, risky, config)
@@ -226,16 +227,17 @@ def test_a_failing_account_arrives_named_with_its_labels_and_annotations(deliver
     assert httpx.URL(annotations["runbook_url"]).fragment == "cloudflareoauthaccountrefreshfailing"
 
 
-def test_a_risky_new_client_arrives_with_its_finding(delivery):
-    alerts = delivery.webhook.alerts("firing", "CloudflareOAuthRiskyClientAppeared")
+def test_a_client_turned_risky_arrives_with_its_finding(delivery):
+    alerts = delivery.webhook.alerts("firing", "CloudflareOAuthClientGainedRiskyFinding")
     (alert,) = {a["fingerprint"]: a for a in alerts}.values()  # repeats of one alert
     assert alert["labels"]["severity"] == "warning"
     assert alert["labels"]["account_id"] == delivery.risky.id
     assert alert["labels"]["finding"] == "http_redirect_uri"
     assert alert["annotations"]["summary"] == (
-        f"New OAuth client with http_redirect_uri in account Risky Corp ({delivery.risky.id})"
+        f"An OAuth client of account Risky Corp ({delivery.risky.id}) gained the finding "
+        "http_redirect_uri"
     )
-    assert alert["annotations"]["runbook_url"].endswith("#cloudflareoauthriskyclientappeared")
+    assert alert["annotations"]["runbook_url"].endswith("#cloudflareoauthclientgainedriskyfinding")
 
 
 def test_the_resolved_notification_follows_when_the_fault_is_cleared(delivery):

@@ -45,8 +45,15 @@ def test_every_required_panel_is_there():
         "Clients per account", "By visibility", "By token endpoint auth method",
         "By client URI verification status", "Rotated secrets pending deletion", "Account up",
         "Age of last successful refresh", "Refresh duration", "API requests by code",
+        "Client changes per account", "Changed fields",
     ):  # fmt: skip
         assert title in titles
+
+
+def test_the_changes_panel_shows_each_account_and_kind():
+    queries = dict(dashboard_queries())
+    assert "sum by (account_id, change)" in queries["Client changes per account"]
+    assert "cloudflare_oauth_client_changes_total" in queries["Client changes per account"]
 
 
 def test_queries_only_use_exported_metrics_and_known_variables():
@@ -80,7 +87,7 @@ def test_the_risky_clients_panel_selects_the_findings_the_alert_does():
     rules = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/files/alerts.yml").read_text())
     alert = next(
         rule for group in rules["groups"] for rule in group["rules"]
-        if rule.get("alert") == "CloudflareOAuthRiskyClientAppeared"
+        if rule.get("alert") == "CloudflareOAuthClientGainedRiskyFinding"
     )  # fmt: skip
     assert f'finding=~"{selected}"' in alert["expr"]
     assert set(selected.split("|")) == set(FINDINGS) - {PUBLIC_UNVERIFIED}

@@ -67,7 +67,7 @@ def _findings_selected(expr: str) -> list[str]:
 
 def test_the_finding_alerts_cover_every_finding_the_exporter_knows_once():
     by_name = {rule["alert"]: rule for rule in alerts()}
-    risky = _findings_selected(by_name["CloudflareOAuthRiskyClientAppeared"]["expr"])
+    risky = _findings_selected(by_name["CloudflareOAuthClientGainedRiskyFinding"]["expr"])
     public = by_name["CloudflareOAuthUnverifiedPublicClientAppeared"]
     unverified = _findings_selected(public["expr"])
     assert unverified == [PUBLIC_UNVERIFIED]
@@ -114,7 +114,9 @@ def test_the_runbooks_own_links_lead_somewhere():
 PER_ACCOUNT_ALERTS = [
     "CloudflareOAuthAccountRefreshFailing", "CloudflareOAuthDataStale",
     "CloudflareOAuthClientVerificationFailed", "CloudflareOAuthRotatedSecretPending",
-    "CloudflareOAuthRiskyClientAppeared", "CloudflareOAuthUnverifiedPublicClientAppeared",
+    "CloudflareOAuthClientGainedRiskyFinding", "CloudflareOAuthUnverifiedPublicClientAppeared",
+    "CloudflareOAuthClientMadePublic", "CloudflareOAuthClientCreated",
+    "CloudflareOAuthClientRedirectURIsChanged",
 ]  # fmt: skip
 
 
