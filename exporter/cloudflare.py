@@ -105,7 +105,7 @@ class _Listing:
     page_size: int
     id_field: str
     max_items: int
-    raise_with: str  # the flag that lifts max_items
+    too_many: str  # what to do when there are more than max_items
 
 
 class _Refused(Exception):
@@ -200,7 +200,7 @@ class CloudflareAPI:
 
         listing = _Listing(
             ACCOUNTS_ENDPOINT, "/accounts", ACCOUNTS_PAGE_SIZE, "id", MAX_ACCOUNTS,
-            "--cloudflare.account-id to list the accounts to export",
+            "list the accounts to export with --cloudflare.account-id instead",
         )  # fmt: skip
         await self._list(listing, parse_account, keep)
         if skipped:
@@ -227,7 +227,7 @@ class CloudflareAPI:
 
         listing = _Listing(
             OAUTH_CLIENTS_ENDPOINT, path, self._page_size, "client_id", self._max_clients,
-            "--cloudflare.max-clients-per-account",
+            "if that is real, raise --cloudflare.max-clients-per-account",
         )  # fmt: skip
         return await self._list(listing, parse_oauth_client, scrubbed)
 
@@ -316,8 +316,7 @@ class CloudflareAPI:
             if len(seen) > max_items:
                 raise ApiError(
                     endpoint,
-                    f"more than {max_items} distinct items; if that is real, raise "
-                    f"{listing.raise_with}",
+                    f"more than {max_items} distinct items; {listing.too_many}",
                     status=200,
                 )
             fresh += 1
