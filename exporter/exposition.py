@@ -9,6 +9,7 @@ refresh reads the previous one from here, and the status page reads them all.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import threading
@@ -139,12 +140,7 @@ class ExpositionStore:
         self._process_registry: CollectorRegistry | None = None
         if process_metrics:
             self._process_registry = CollectorRegistry(auto_describe=False)
-            unfiltered = CollectorRegistry(auto_describe=False)  # only a place to create them
-            for collector in (
-                ProcessCollector(registry=unfiltered),
-                PlatformCollector(registry=unfiltered),
-                GCCollector(registry=unfiltered),
-            ):
+            for collector in _process_collectors():
                 self._process_registry.register(_Kept(collector, keep))
         self._process_body = b""
         self._process_rendered_at = float("-inf")
@@ -256,6 +252,27 @@ class ExpositionStore:
         return self._process_body
 
 
+def _process_collectors() -> tuple[Collector, ...]:
+    unfiltered = CollectorRegistry(auto_describe=False)  # only a place to create them
+    return (
+        ProcessCollector(registry=unfiltered),
+        PlatformCollector(registry=unfiltered),
+        GCCollector(registry=unfiltered),
+    )
+
+
+def _exposed_name(family: Metric) -> str:
+    return f"{family.name}_total" if family.type == "counter" else family.name
+
+
+@functools.cache
+def every_family_name() -> tuple[str, ...]:
+    """Every family name the store can expose before --metrics.allowlist/denylist apply."""
+    process = (_exposed_name(f) for c in _process_collectors() for f in c.collect())
+    own = [family.name for family in ACCOUNT_FAMILIES] + [f.name for f in EXPORTER_FAMILIES]
+    return tuple(sorted({*own, *process}))
+
+
 class _Kept:
     """A prometheus_client collector with the families `keep` refuses left out."""
 
@@ -265,6 +282,5 @@ class _Kept:
 
     def collect(self) -> Iterator[Metric]:
         for family in self._collector.collect():
-            exposed = f"{family.name}_total" if family.type == "counter" else family.name
-            if self._keep(exposed):
+            if self._keep(_exposed_name(family)):
                 yield family

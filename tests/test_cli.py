@@ -63,6 +63,24 @@ def test_console_script_and_module_agree():
         (("--cloudflare.api-token-file", "/nonexistent/token"), {}, "--cloudflare.api-token-file"),
         ((), {"CLOUDFLARE_API_TOKEN_FILE": "/nonexistent/token"}, "CLOUDFLARE_API_TOKEN_FILE"),
         (("--log.format", "xml"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "--log.format"),
+        # each of these ended in a traceback, or was accepted and broke (or hung) later
+        (("--web.listen-address", "a" * 64 + ".example:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "label of 64 characters"),
+        (("--web.listen-address", "a..b:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "empty label"),
+        (("--cloudflare.api-url", "http://[::1"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "not a URL"),
+        ((), {"CLOUDFLARE_API_URL": "http://h:99999", "CLOUDFLARE_API_TOKEN": TOKEN},
+         "CLOUDFLARE_API_URL"),
+        ((), {"CLOUDFLARE_API_TOKEN": "t\u00f6ken"}, "not printable ASCII"),
+        ((), {"CLOUDFLARE_API_EMAIL": "\u00f6ps@example.com", "CLOUDFLARE_API_KEY": "k" * 37},
+         "CLOUDFLARE_API_EMAIL"),
+        (("--refresh.interval", "9999999999999999999999s"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "at most 24h"),
+        (("--metrics.allowlist", "a{4294967296}"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "too large"),
+        (("--metrics.allowlist", "(" * 1000 + ")" * 1000), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "the most is 256"),
+        (("--metrics.allowlist", r"(\w*)*x"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "longer than 1s"),
+        (("--refresh.intreval", "5m"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "did you mean --refresh.interval?"),
     ],
 )  # fmt: skip
 def test_bad_configuration_exits_2_with_one_clear_line(args, environ, needle):
@@ -73,6 +91,18 @@ def test_bad_configuration_exits_2_with_one_clear_line(args, environ, needle):
     assert len(lines) == 1
     assert needle in lines[0]
     assert TOKEN not in result.stderr
+
+
+def test_a_bcrypt_cost_of_31_is_refused_at_once_not_checked_for_hours(tmp_path):
+    config = tmp_path / "web.yml"
+    config.write_text("basic_auth_users:\n  prometheus: $2b$31$" + "x" * 53 + "\n")
+    result = run("--web.config.file", str(config), CLOUDFLARE_API_TOKEN=TOKEN, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"cloudflare-oauth-exporter: --web.config.file {str(config)!r}: basic_auth_users."
+        "prometheus has bcrypt cost 31; use 4 to 14 (10 is usual: each check takes 2^cost "
+        "rounds); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+    ]
 
 
 def test_a_port_in_use_exits_2_naming_the_flag():
