@@ -17,9 +17,10 @@ import uvicorn
 
 from exporter import __version__
 from exporter.credentials import Secret, TokenAuth
+from exporter.listener import Listener
 from exporter.logs import configure_logging
 from exporter.service import ExporterService
-from exporter.serving import EmbeddedServer, address_of, bind_socket
+from exporter.serving import GuardedServer, address_of, bind_socket
 from exporter.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("exporter")
@@ -77,17 +78,25 @@ async def refresh_once(settings: Settings) -> int:
 async def serve(settings: Settings, listener: socket.socket) -> None:
     async with demo_api(settings) as effective:
         service = ExporterService(effective)
+        # The context was built (and its files checked) with the settings.
+        ssl_context = effective.web_config.ssl_context
+        accepting = Listener(
+            listener, max_connections=settings.max_connections, ssl_context=ssl_context
+        )
         config = uvicorn.Config(
-            service.app,
+            accepting.track(service.app),
             log_config=None,
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
+            # No proxy in front is trusted: the client address is the peer's (basic auth's
+            # flood protection ranks clients by it).
+            proxy_headers=False,
         )
         config.load()
-        # The context was built (and its files checked) with the settings; uvicorn serves it.
-        config.ssl = effective.web_config.ssl_context
-        server = EmbeddedServer(config)
+        config.ssl = ssl_context  # uvicorn's protocols read it for the scheme
+        server = GuardedServer(config, accepting)
         loop = asyncio.get_running_loop()
 
         def shut_down(signum: int) -> None:

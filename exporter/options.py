@@ -289,6 +289,11 @@ LISTEN_ADDRESS = Option(
     "--web.listen-address", "EXPORTER_WEB_LISTEN_ADDRESS", "HOST:PORT", "address to serve on",
     listen_address, f":{DEFAULT_PORT}",
 )  # fmt: skip
+MAX_CONNECTIONS = Option(
+    "--web.max-connections", "EXPORTER_WEB_MAX_CONNECTIONS", "N",
+    "max open HTTP connections; past it the oldest connection still waiting for a request is "
+    "closed, or a new one refused if none is", integer(minimum=1, maximum=100_000), "256",
+)  # fmt: skip
 TELEMETRY_PATH = Option(
     "--web.telemetry-path", "EXPORTER_WEB_TELEMETRY_PATH", "PATH", "path of the metrics",
     telemetry_path, "/metrics",
@@ -381,8 +386,8 @@ LOG_FORMAT = Option(
 )  # fmt: skip
 
 OPTIONS: tuple[Option[object], ...] = (
-    LISTEN_ADDRESS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN, API_TOKEN_FILE, API_EMAIL,
-    API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT, TIMEOUT, PAGE_SIZE, SHARD,
-    TOTAL_SHARDS, PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST, WEB_CONFIG_FILE, LOG_LEVEL,
-    LOG_FORMAT,
+    LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN,
+    API_TOKEN_FILE, API_EMAIL, API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT,
+    TIMEOUT, PAGE_SIZE, SHARD, TOTAL_SHARDS, PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST,
+    WEB_CONFIG_FILE, LOG_LEVEL, LOG_FORMAT,
 )  # fmt: skip

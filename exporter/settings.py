@@ -28,6 +28,7 @@ T = TypeVar("T")
 class Settings:
     listen_host: str
     listen_port: int
+    max_connections: int
     telemetry_path: str
     api_url: str
     account_ids: tuple[str, ...]
@@ -175,6 +176,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     return Settings(
         listen_host=host,
         listen_port=port,
+        max_connections=resolve.value(options.MAX_CONNECTIONS),
         telemetry_path=resolve.value(options.TELEMETRY_PATH),
         api_url=resolve.value(options.API_URL),
         account_ids=resolve.given(options.ACCOUNT_IDS) or (),

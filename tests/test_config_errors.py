@@ -74,6 +74,11 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["--web.telemetry-path", "/healthz"], TOKEN,
      "--web.telemetry-path '/healthz': that path is taken by the exporter itself; use e.g. "
      "/metrics"),
+    # --web.max-connections / EXPORTER_WEB_MAX_CONNECTIONS
+    (["--web.max-connections", "0"], TOKEN,
+     "--web.max-connections 0: must be between 1 and 100000"),
+    ([], {**TOKEN, "EXPORTER_WEB_MAX_CONNECTIONS": "lots"},
+     "EXPORTER_WEB_MAX_CONNECTIONS 'lots': give a whole number"),
     # --web.config.file / EXPORTER_WEB_CONFIG_FILE
     (["--web.config.file", "/nonexistent/web.yml"], TOKEN,
      "--web.config.file '/nonexistent/web.yml': cannot read it (No such file or directory); "
