@@ -7,10 +7,8 @@ reveal nothing and kubelets do not send any.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -21,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from exporter.exposition import CONTENT_TYPE, ExpositionStore
+from exporter.password_checks import PasswordChecks, Verdict
 from exporter.snapshot import AccountSnapshot
 from exporter.status_page import CONTENT_SECURITY_POLICY, render_status_page
 from exporter.webconfig import BasicAuth
@@ -37,11 +36,12 @@ class Health(Protocol):
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _CONTENT_TYPE = CONTENT_TYPE.encode()
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-_MAX_BCRYPT_PENDING = 8
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _CHALLENGE = [
     (b"www-authenticate", b'Basic realm="cloudflare-oauth-exporter", charset="UTF-8"'),
-    (b"content-type", b"text/plain; charset=utf-8"),
+    _TEXT,
 ]
+_BUSY = [(b"retry-after", b"1"), _TEXT]
 
 
 def create_app(
@@ -106,41 +106,32 @@ class ExporterApp:
     ) -> None:
         self._store = store
         self._telemetry_path = telemetry_path
-        self._basic_auth = basic_auth
-        self._bcrypt = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
-        self._bcrypt_pending = 0
+        self._passwords = PasswordChecks(basic_auth) if basic_auth is not None else None
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            guarded = self._basic_auth is not None and scope["path"] not in _OPEN_PATHS
-            if guarded and not await self._authorized(scope):
-                await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
-                return
+            if self._passwords is not None and scope["path"] not in _OPEN_PATHS:
+                verdict = await self._authorize(self._passwords, scope)
+                if verdict is Verdict.DENIED:
+                    await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
+                    return
+                if verdict is Verdict.BUSY:
+                    body = b"503 Service Unavailable: password checks are saturated; retry\n"
+                    await _respond(send, 503, _BUSY, body)
+                    return
             if scope["path"] == self._telemetry_path:
                 encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
                 await self._metrics(scope["method"], encoding, send)
                 return
         await self.router(scope, receive, send)
 
-    async def _authorized(self, scope: Scope) -> bool:
-        assert self._basic_auth is not None
+    @staticmethod
+    async def _authorize(passwords: PasswordChecks, scope: Scope) -> Verdict:
         raw = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        header = raw.decode("latin-1")
-        allowed = self._basic_auth.remembered(header)
-        if allowed is not None:
-            return allowed
-        # bcrypt takes tens of milliseconds: on threads of its own, so neither the event loop nor
-        # the default executor (which resolves the API's host name) waits behind a flood of bad
-        # passwords; past a few at once, the answer is no without asking bcrypt.
-        if self._bcrypt_pending >= _MAX_BCRYPT_PENDING:
-            return False
-        self._bcrypt_pending += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._bcrypt, self._basic_auth.check, header)
-        finally:
-            self._bcrypt_pending -= 1
+        client = scope.get("client")
+        peer = (str(client[0]), int(client[1])) if client else None
+        return await passwords.check(raw.decode("latin-1"), peer)
 
     async def _metrics(self, method: str, accept_encoding: bytes, send: Send) -> None:
         if method not in ("GET", "HEAD"):

@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import re
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -69,26 +70,32 @@ class BasicAuth:
     """Checks `Authorization: Basic` headers against bcrypt hashes.
 
     bcrypt is slow on purpose (tens of ms), so a credential that passed once is remembered by a
-    SHA-256 of it: Prometheus sends the same one every scrape.
+    SHA-256 of it: Prometheus sends the same one every scrape. The last 1000 that failed are
+    remembered too, so repeating a wrong password costs no bcrypt either.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = dict(users)
         self._passed: set[bytes] = set()
+        self._failed: dict[bytes, None] = {}  # oldest first
+        self._failed_lock = threading.Lock()  # checks run on several threads
         # Checked against when the user is unknown, at the users' own cost, so a wrong user name
         # takes as long as a wrong password.
         cost = max((int(hashed[4:6]) for hashed in self._users.values()), default=10)
         self._decoy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=cost))
 
     def remembered(self, header: str | None) -> bool | None:
-        """True for a credential that passed before, False for a malformed header, else None
-        (only `check` can tell, slowly)."""
+        """True for a credential that passed before, False for a malformed header or one that
+        failed before, else None (only `check` can tell, slowly)."""
         parsed = _credentials(header)
         if parsed is None:
             return False
-        # A set lookup: atomic while `check` adds from a worker thread, and the key is a SHA-256
+        # Lookups that are atomic while `check` adds from a worker thread; the key is a SHA-256
         # over the bcrypt hash too, so its timing tells nothing about the password.
-        return True if self._fingerprint(*parsed) in self._passed else None
+        fingerprint = self._fingerprint(*parsed)
+        if fingerprint in self._passed:
+            return True
+        return False if fingerprint in self._failed else None
 
     def check(self, header: str | None) -> bool:
         parsed = _credentials(header)
@@ -102,6 +109,11 @@ class BasicAuth:
             return False
         if ok and len(self._passed) < 1000:
             self._passed.add(self._fingerprint(user, password))
+        elif not ok:
+            with self._failed_lock:
+                self._failed[self._fingerprint(user, password)] = None
+                if len(self._failed) > 1000:
+                    del self._failed[next(iter(self._failed))]
         return ok
 
     def _fingerprint(self, user: str, password: str) -> bytes:
