@@ -31,6 +31,7 @@ from exporter.families import (
     Labels,
     client_series,
 )
+from exporter.refresh_status import RefreshStatus
 from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
 
@@ -134,6 +135,8 @@ class ExpositionStore:
         self._body: bytes | None = None
         self._exporter_body: bytes | None = None
         self._discovery_up: bool | None = None
+        self._refresh_status: RefreshStatus | None = None
+        self._refreshes = 0
         self._requests: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._monotonic = monotonic
@@ -184,6 +187,22 @@ class ExpositionStore:
         with self._lock:
             self._discovery_up = up
             self._exporter_body = None
+
+    def publish_refresh(self, status: RefreshStatus) -> None:
+        """A refresh ended: what the status page shows until the next one does."""
+        with self._lock:
+            self._refresh_status = status
+            self._refreshes += 1
+
+    @property
+    def refresh_status(self) -> RefreshStatus | None:
+        """The last refresh's outcome; None until the first one ends."""
+        return self._refresh_status
+
+    @property
+    def refreshes(self) -> int:
+        """How many refreshes have ended: what is rendered once per refresh keys on it."""
+        return self._refreshes
 
     def count_request(self, endpoint: str, code: str) -> None:
         with self._lock:
