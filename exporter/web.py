@@ -1,27 +1,26 @@
 """HTTP endpoints: the telemetry path, /healthz, /readyz and the status page at `/`.
 
-Handlers only read state the background refresh has already prepared; none calls the API. With
-basic auth configured, everything but /healthz and /readyz asks for credentials: the probes
-reveal nothing and kubelets do not send any.
+Handlers only read state the background refresh has already prepared; none calls the API, and
+the metrics and the status page are bytes made once per change. With basic auth configured,
+everything but /healthz and /readyz asks for credentials: the probes reveal nothing and kubelets
+do not send any.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from exporter.exposition import CONTENT_TYPE, ExpositionStore
 from exporter.password_checks import PasswordChecks, Verdict
-from exporter.snapshot import AccountSnapshot
-from exporter.status_page import CONTENT_SECURITY_POLICY, render_status_page
+from exporter.status_page import CONTENT_SECURITY_POLICY, StatusPage
 from exporter.webconfig import BasicAuth
 
 
@@ -42,6 +41,11 @@ _CHALLENGE = [
     _TEXT,
 ]
 _BUSY = [(b"retry-after", b"1"), _TEXT]
+_PAGE_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 def create_app(
@@ -49,11 +53,9 @@ def create_app(
     store: ExpositionStore,
     health: Health,
     telemetry_path: str = "/metrics",
-    snapshots: Callable[[], Iterable[AccountSnapshot]] = tuple,
     per_client: bool = False,
     basic_auth: BasicAuth | None = None,
     lifespan: Lifespan | None = None,
-    clock: Callable[[], float] = time.time,
 ) -> ExporterApp:
     async def healthz(_: Request) -> Response:
         if health.alive:
@@ -67,34 +69,23 @@ def create_app(
             "not ready: the first refresh of every account has not finished\n", status_code=503
         )
 
-    async def status(_: Request) -> Response:
-        page = render_status_page(
-            snapshots(), telemetry_path=telemetry_path, now=clock(), per_client=per_client
-        )
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
     router = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/", status, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
-    return ExporterApp(store, telemetry_path, router, basic_auth)
+    page = StatusPage(store, telemetry_path=telemetry_path, per_client=per_client)
+    return ExporterApp(store, telemetry_path, router, basic_auth, page)
 
 
 class ExporterApp:
-    """The telemetry path served straight from the store; everything else through Starlette.
+    """The telemetry path and the status page served straight from bytes already made;
+    everything else through Starlette.
 
     A scrape is the hot path: it skips routing and middleware and writes the bytes the store
-    already holds.
+    already holds. The status page does the same, so visitors never slow scrapes down.
     """
 
     def __init__(
@@ -103,8 +94,10 @@ class ExporterApp:
         telemetry_path: str,
         router: Starlette,
         basic_auth: BasicAuth | None = None,
+        status_page: StatusPage | None = None,
     ) -> None:
         self._store = store
+        self._status_page = status_page
         self._telemetry_path = telemetry_path
         self._passwords = PasswordChecks(basic_auth) if basic_auth is not None else None
         self.router = router
@@ -123,6 +116,10 @@ class ExporterApp:
             if scope["path"] == self._telemetry_path:
                 encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
                 await self._metrics(scope["method"], encoding, send)
+                return
+            if scope["path"] == "/" and self._status_page is not None:
+                encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
+                await self._page(self._status_page, scope["method"], encoding, send)
                 return
         await self.router(scope, receive, send)
 
@@ -144,6 +141,19 @@ class ExporterApp:
             body = self._store.render()
             headers = [(b"content-type", _CONTENT_TYPE)]
         headers += [(b"vary", b"accept-encoding"), (b"content-length", b"%d" % len(body))]
+        await _respond(send, 200, headers, body if method == "GET" else b"")
+
+    @staticmethod
+    async def _page(page: StatusPage, method: str, accept_encoding: bytes, send: Send) -> None:
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
+            return
+        gzipped = _accepts_gzip(accept_encoding)
+        body = page.body(gzipped=gzipped)
+        headers = [*_PAGE_HEADERS, (b"vary", b"accept-encoding")]
+        if gzipped:
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", b"%d" % len(body)))
         await _respond(send, 200, headers, body if method == "GET" else b"")
 
 
