@@ -304,18 +304,27 @@ class Listener:
     def _wait(self, connection: _Connection) -> None:
         """From now, the connection has the head timeout to send a complete request head."""
         assert self._loop is not None
-        if connection.timer is not None:
-            connection.timer.cancel()
         connection.deadline = self._loop.time() + self._head_timeout
-        connection.timer = self._loop.call_at(connection.deadline, self._close, connection)
         self._waiting.pop(connection, None)
         self._waiting[connection] = None
+        if connection.timer is None:
+            connection.timer = self._loop.call_at(connection.deadline, self._expire, connection)
+
+    def _expire(self, connection: _Connection) -> None:
+        """The timer of a connection went off. It is not cancelled and set again for every
+        request (a keep-alive scraper makes thousands a second): here it finds out whether the
+        deadline still holds, moved, or no longer applies."""
+        assert self._loop is not None
+        connection.timer = None
+        if self._open.get(connection.peer) is not connection or connection.busy:
+            return  # gone, or in a request: the end of the request sets the timer again
+        if self._loop.time() < connection.deadline:
+            connection.timer = self._loop.call_at(connection.deadline, self._expire, connection)
+            return
+        self._close(connection)
 
     def _busy(self, connection: _Connection) -> None:
         connection.busy = True
-        if connection.timer is not None:
-            connection.timer.cancel()
-            connection.timer = None
         self._waiting.pop(connection, None)
 
     def _idle(self, connection: _Connection) -> None:

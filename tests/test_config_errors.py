@@ -310,3 +310,16 @@ def test_any_value_of_any_setting_is_accepted_or_refused_in_one_line(option):
                 assert "\n" not in message, (option.env, value)
                 if option.env in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY") and len(value) > 3:
                     assert value not in message  # a credential is never quoted back
+
+
+def test_off_the_main_thread_patterns_are_checked_without_a_timer():
+    # Interval timers belong to the main thread; a library caller elsewhere still gets the
+    # length and compile checks, and the (quick) match on every family name.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exporter.family_filter import compile_pattern
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(compile_pattern, "process_.*", "--x").result().pattern == "process_.*"
+        with pytest.raises(ConfigError, match="the most is 256"):
+            pool.submit(compile_pattern, "a" * 300, "--x").result()

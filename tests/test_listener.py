@@ -5,6 +5,7 @@ issue's numbers against the exporter process are in tests/test_listener_attacks.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import ssl
@@ -35,9 +36,10 @@ class ServerThread:
         max_connections: int = 4,
         keep_alive: int = 5,
         ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.release = threading.Event()
-        self._socket = bind_socket("127.0.0.1", 0)
+        self._socket = sock or bind_socket("127.0.0.1", 0)
         self.address = address_of(self._socket)
         self.listener = Listener(
             self._socket,
@@ -224,3 +226,39 @@ def test_a_tally_logs_the_first_event_then_at_most_once_an_interval_with_a_count
     assert sum(counts) == 50_000  # none is lost
     assert len(counts) <= 6  # one line per 10 s, and the last few at the end
     assert all(record.err == "Too many open files" for record in caplog.records)
+
+
+class OutOfDescriptors(socket.socket):
+    """A listening socket whose accept fails with EMFILE while `failing` is set."""
+
+    failing = True
+    attempts = 0
+
+    def accept(self):
+        OutOfDescriptors.attempts += 1
+        if OutOfDescriptors.failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+@pytest.mark.slow
+def test_out_of_descriptors_with_nothing_to_close_backs_off_then_recovers(caplog):
+    OutOfDescriptors.failing, OutOfDescriptors.attempts = True, 0
+    sock = OutOfDescriptors(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    with (
+        caplog.at_level(logging.INFO, logger="exporter.listener"),
+        ServerThread(sock=sock) as server,
+        socket.create_connection(server.address, timeout=5),  # waits in the backlog
+    ):
+        time.sleep(1.0)
+        # 5 ms doubling to 1 s: about 8 tries in a second, not a busy loop
+        assert 3 <= OutOfDescriptors.attempts <= 12
+        OutOfDescriptors.failing = False
+        assert httpx.get(server.url, timeout=5).status_code == 200
+    failed = [r for r in caplog.records if "accepting a connection failed" in r.getMessage()]
+    assert failed  # told, with a count, once per 10 s at most
+    assert failed[0].err == "Too many open files"
+    assert len(failed) <= 2
