@@ -24,6 +24,7 @@ def test_defaults_with_only_a_token():
     assert (settings.log_level, settings.log_format) == ("info", "logfmt")
     assert (settings.page_size, settings.demo, settings.once) == (50, False, False)
     assert settings.listen_address == ":9878"
+    assert settings.max_connections == 256
     assert settings.telemetry_path == "/metrics"
     assert settings.api_url == "https://api.cloudflare.com/client/v4"
     assert settings.refresh_interval == 300.0
