@@ -70,6 +70,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one ConfigError line instead of the usage and an exit."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # also for a value such as -5s
+            message += " (write a value that starts with - as --flag=value)"
         raise ConfigError(f"{message}; see --help")
 
 

@@ -250,7 +250,13 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      "unknown flag --listen; did you mean --web.listen-address? (see --help)"),
     (["--frobnicate"], TOKEN, "unknown flag --frobnicate (see --help)"),
     (["--refresh.interval"], TOKEN,
-     "argument --refresh.interval: expected one argument; see --help"),
+     "argument --refresh.interval: expected one argument (write a value that starts with - as "
+     "--flag=value); see --help"),
+    (["--refresh.interval", "-5s"], TOKEN,
+     "argument --refresh.interval: expected one argument (write a value that starts with - as "
+     "--flag=value); see --help"),
+    (["--refresh.interval=-5s"], TOKEN,
+     "--refresh.interval '-5s': not a duration; use e.g. 30s, 5m, 1h or plain seconds"),
     (["5m"], TOKEN,
      "unexpected argument '5m': every setting is a flag followed by its value, e.g. "
      "--refresh.interval 5m; see --help"),
