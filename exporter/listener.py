@@ -160,6 +160,7 @@ class Listener:
             "closed connections that had sent no request, to make room under --web.max-connections",
             logging.INFO,
         )
+        self._failed_to_start = tally("a connection could not be handed to HTTP", logging.ERROR)
         self._refused = tally(
             "refused new connections: every connection is in the middle of a request "
             "(--web.max-connections)"
@@ -280,10 +281,11 @@ class Listener:
         protocol = self._protocol
 
         def tracked() -> asyncio.Protocol:
-            # Called as soon as the task runs, before anything is awaited: from here on the
-            # transport owns the socket.
+            # Called as soon as the task runs, before anything is awaited; once it returns, the
+            # transport made next owns the socket.
+            inner = protocol()
             connection.handed_over = True
-            return _Tracked(self, connection, protocol())
+            return _Tracked(self, connection, inner)
 
         tls: dict[str, Any] = {}
         if self._ssl is not None:
@@ -298,6 +300,11 @@ class Listener:
             # A failed or abandoned TLS handshake, a reset: the client's problem, not a log line.
             # (ssl.SSLError is an OSError.) The transport, if any, was closed on the way out.
             self._forget(connection)
+        except Exception as error:  # a bug: one counted line, not one traceback per connection
+            self._forget(connection)
+            if not connection.handed_over:
+                connection.sock.close()
+            self._failed_to_start.add(err=f"{type(error).__name__}: {error}")
         finally:
             connection.task = None
 

@@ -5,6 +5,7 @@ issue's numbers against the exporter process are in tests/test_listener_attacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -262,3 +263,33 @@ def test_out_of_descriptors_with_nothing_to_close_backs_off_then_recovers(caplog
     assert failed  # told, with a count, once per 10 s at most
     assert failed[0].err == "Too many open files"
     assert len(failed) <= 2
+
+
+def test_a_connection_that_cannot_be_handed_to_http_is_closed_and_counted(caplog):
+    def broken() -> asyncio.Protocol:
+        raise RuntimeError("a bug in the protocol")
+
+    async def scenario() -> int:
+        sock = bind_socket("127.0.0.1", 0)
+        listener = Listener(sock, max_connections=4)
+        listener.start(broken)
+        try:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection(*address_of(sock))
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                # closed, not hung (unread bytes make the close a reset)
+                with contextlib.suppress(ConnectionResetError):
+                    assert await asyncio.wait_for(reader.read(), 5) == b""
+                writer.close()
+                with contextlib.suppress(ConnectionResetError):
+                    await writer.wait_closed()
+            return listener.open_connections
+        finally:
+            listener.close()
+            sock.close()
+
+    with caplog.at_level(logging.INFO, logger="exporter.listener"):
+        assert asyncio.run(scenario()) == 0
+    lines = [r for r in caplog.records if "could not be handed" in r.getMessage()]
+    assert [r.times for r in lines] == [1, 2]  # at once, then the rest counted at close
+    assert lines[0].err == "RuntimeError: a bug in the protocol"
