@@ -12,6 +12,7 @@ by writing the function and listing it in `SECTIONS`.
 from __future__ import annotations
 
 import gzip
+import heapq
 import html
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -342,8 +343,12 @@ def _badge(finding: str, count: int) -> str:
 
 def _finding_group(finding: str, members: list[tuple[AccountSnapshot, ClientRecord]]) -> str:
     e = _escape
-    members.sort(key=lambda m: (m[1].client_name.casefold(), m[1].client_id))
-    shown = members[:MAX_CLIENTS_PER_FINDING]
+    # the first by name without sorting them all: per-client records can number millions
+    shown = heapq.nsmallest(
+        MAX_CLIENTS_PER_FINDING,
+        members,
+        key=lambda m: (m[1].client_name.casefold(), m[1].client_id),
+    )
     rows = "".join(
         f'<tr data-client-id="{e(client.client_id)}"><td>'
         f"{e(_cut(client.client_name, MAX_NAME)) or '<span class=muted>no name</span>'}</td>"
