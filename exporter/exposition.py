@@ -9,6 +9,7 @@ refresh reads the previous one from here, and the status page reads them all.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -31,6 +32,7 @@ from exporter.families import (
     Labels,
     client_series,
 )
+from exporter.refresh_status import RefreshStatus
 from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
 
@@ -136,6 +138,8 @@ class ExpositionStore:
         self._body_version = 0  # one more each time the account part changes
         self._exporter_body: bytes | None = None
         self._discovery_up: bool | None = None
+        self._refresh_status: RefreshStatus | None = None
+        self._refreshes = 0
         self._requests: dict[tuple[str, str], int] = {}
         self._recent = RecentChanges()
         self._paused_until = 0.0  # wall time the API lets us send again; past: not paused
@@ -146,12 +150,7 @@ class ExpositionStore:
         self._process_registry: CollectorRegistry | None = None
         if process_metrics:
             self._process_registry = CollectorRegistry(auto_describe=False)
-            unfiltered = CollectorRegistry(auto_describe=False)  # only a place to create them
-            for collector in (
-                ProcessCollector(registry=unfiltered),
-                PlatformCollector(registry=unfiltered),
-                GCCollector(registry=unfiltered),
-            ):
+            for collector in _process_collectors():
                 self._process_registry.register(_Kept(collector, keep))
         self._process_body = b""
         self._process_rendered_at = float("-inf")
@@ -219,6 +218,22 @@ class ExpositionStore:
         with self._lock:
             self._paused_until = max(self._paused_until, until)
             self._exporter_body = None
+
+    def publish_refresh(self, status: RefreshStatus) -> None:
+        """A refresh ended: what the status page shows until the next one does."""
+        with self._lock:
+            self._refresh_status = status
+            self._refreshes += 1
+
+    @property
+    def refresh_status(self) -> RefreshStatus | None:
+        """The last refresh's outcome; None until the first one ends."""
+        return self._refresh_status
+
+    @property
+    def refreshes(self) -> int:
+        """How many refreshes have ended: what is rendered once per refresh keys on it."""
+        return self._refreshes
 
     def count_request(self, endpoint: str, code: str) -> None:
         with self._lock:
@@ -306,6 +321,27 @@ class ExpositionStore:
         return self._process_body
 
 
+def _process_collectors() -> tuple[Collector, ...]:
+    unfiltered = CollectorRegistry(auto_describe=False)  # only a place to create them
+    return (
+        ProcessCollector(registry=unfiltered),
+        PlatformCollector(registry=unfiltered),
+        GCCollector(registry=unfiltered),
+    )
+
+
+def _exposed_name(family: Metric) -> str:
+    return f"{family.name}_total" if family.type == "counter" else family.name
+
+
+@functools.cache
+def every_family_name() -> tuple[str, ...]:
+    """Every family name the store can expose before --metrics.allowlist/denylist apply."""
+    process = (_exposed_name(f) for c in _process_collectors() for f in c.collect())
+    own = [family.name for family in ACCOUNT_FAMILIES] + [f.name for f in EXPORTER_FAMILIES]
+    return tuple(sorted({*own, *process}))
+
+
 class _Kept:
     """A prometheus_client collector with the families `keep` refuses left out."""
 
@@ -315,6 +351,5 @@ class _Kept:
 
     def collect(self) -> Iterator[Metric]:
         for family in self._collector.collect():
-            exposed = f"{family.name}_total" if family.type == "counter" else family.name
-            if self._keep(exposed):
+            if self._keep(_exposed_name(family)):
                 yield family

@@ -12,13 +12,14 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from exporter.config_files import read_small_file
 from exporter.credentials import Secret
 from exporter.durations import DurationError, format_duration, parse_duration
 from exporter.errors import ConfigError
+from exporter.family_filter import compile_pattern
 from exporter.ratelimit import RATE_WINDOW
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -34,6 +35,11 @@ LOG_FORMATS = ("logfmt", "json")
 RESERVED_PATHS = ("/", "/healthz", "/readyz")
 DEFAULT_PORT = 9878  # the exporter's own, so the instance label stays stable
 ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
+# A host name label (RFC 1123): letters, digits and inner hyphens (underscores too, which some
+# internal names carry), 1 to 63 of them; a whole name at most 253 characters.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or key is ~40 characters; a bigger file is a mistake
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,6 @@ class Option(Generic[T_co]):
 # --- parsers -------------------------------------------------------------------------------
 
 
-def text(value: str, _: str) -> str:
-    return value
-
-
 def listen_address(value: str, source: str) -> tuple[str, int]:
     """`host:port`, `:port` (every interface) or `[v6]:port`."""
     fix = (
@@ -77,7 +79,7 @@ def listen_address(value: str, source: str) -> tuple[str, int]:
         f"127.0.0.1:{DEFAULT_PORT}"
     )
     host, sep, port_text = value.strip().rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not _PORT.fullmatch(port_text):
         raise ConfigError(fix)
     port = int(port_text)
     if port > 65535:
@@ -92,11 +94,34 @@ def listen_address(value: str, source: str) -> tuple[str, int]:
         raise ConfigError(
             f"{source} {value!r}: write an IPv6 host in brackets, e.g. [::1]:{DEFAULT_PORT}"
         )
+    elif host and (problem := host_name_problem(host)):
+        raise ConfigError(f"{source} {value!r}: the host {problem}; {fix.partition(': ')[2]}")
     return host, port
 
 
+def host_name_problem(host: str) -> str | None:
+    """Why `host` (a name or an IPv4 address) cannot be a host name, or None if it can."""
+    if not host:
+        return "is missing"
+    if len(host) > 253:
+        return "is longer than 253 characters"
+    for label in host.removesuffix(".").split("."):
+        if not label:
+            return "has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > 63:
+            return f"has a label of {len(label)} characters, the most is 63"
+        if not _HOST_LABEL.fullmatch(label):
+            return f"label {label!r} holds a character a host name cannot have"
+    return None
+
+
 def telemetry_path(path: str, source: str) -> str:
-    if not path.startswith("/") or any(c in path for c in "?# \t\n"):
+    if (
+        not path.startswith("/")
+        or len(path) > 256
+        or any(c in path for c in "?# ")
+        or not (path.isascii() and path.isprintable())
+    ):
         raise ConfigError(f"{source} {path!r}: give an absolute path such as /metrics")
     path = path.rstrip("/") or "/"
     if path in RESERVED_PATHS:
@@ -107,12 +132,38 @@ def telemetry_path(path: str, source: str) -> str:
 
 
 def api_url(url: str, source: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{source} {url!r}: give an http(s) URL such as {API_URL.default}")
-    if parts.username or parts.password:
+    """`http(s)://host[:port][/path]`: refused here if anything would only fail at run time."""
+    text = url.strip()
+    fix = f"give an http(s) URL such as {API_URL.default}"
+    if "@" in text.partition("//")[2].partition("/")[0]:
+        # checked first, and the URL never echoed: it may hold a password
         raise ConfigError(f"{source}: do not put credentials in the URL; use CLOUDFLARE_API_TOKEN")
-    return url.strip().rstrip("/")
+    if not text.isascii() or not text.isprintable() or " " in text:
+        raise ConfigError(
+            f"{source} {text!r}: holds a space, a control or a non-ASCII character; {fix}"
+        )
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # unbalanced brackets, mostly
+        raise ConfigError(f"{source} {text!r}: not a URL; {fix}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{source} {text!r}: {fix}")
+    if "?" in text or "#" in text:
+        raise ConfigError(f"{source} {text!r}: a base URL has no ?query or #fragment; {fix}")
+    if parts.netloc.startswith("["):
+        host, _, port_text = parts.netloc[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{source} {text!r}: [{host}] is not an IPv6 address") from None
+    else:
+        host, _, port_text = parts.netloc.partition(":")
+        if problem := host_name_problem(host):
+            raise ConfigError(f"{source} {text!r}: the host {problem}; {fix}")
+    if port_text and (not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535):
+        raise ConfigError(f"{source} {text!r}: the port must be a number from 1 to 65535")
+    return text.rstrip("/")
 
 
 def account_ids(raw: str, source: str) -> tuple[str, ...]:
@@ -133,12 +184,7 @@ def account_ids(raw: str, source: str) -> tuple[str, ...]:
 def patterns(raw: str, source: str) -> tuple[str, ...]:
     found = tuple(item.strip() for item in raw.split(",") if item.strip())
     for pattern in found:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(
-                f"{source} {pattern!r}: not a regular expression ({error}); fix the pattern"
-            ) from None
+        compile_pattern(pattern, source)
     return found
 
 
@@ -151,7 +197,7 @@ def boolean(value: str, source: str) -> bool:
     raise ConfigError(f"{source} {value!r}: use true or false")
 
 
-def duration(*, minimum: float) -> Parser[float]:
+def duration(*, minimum: float, maximum: float) -> Parser[float]:
     def parse(value: str, source: str) -> float:
         try:
             seconds = parse_duration(value)
@@ -161,6 +207,8 @@ def duration(*, minimum: float) -> Parser[float]:
             ) from None
         if seconds < minimum:
             raise ConfigError(f"{source} {value!r}: must be at least {format_duration(minimum)}")
+        if seconds > maximum:  # inf too: a huge number of seconds is a typo, not a schedule
+            raise ConfigError(f"{source} {value!r}: must be at most {format_duration(maximum)}")
         return seconds
 
     return parse
@@ -216,22 +264,40 @@ def choice(choices: tuple[str, ...], aliases: Mapping[str, str] | None = None) -
     return parse
 
 
-def secret(value: str, _: str) -> Secret:
+def credential_problem(value: str) -> str | None:
+    """Why `value` cannot be sent as a token, key or email header, or None if it can.
+
+    The answer never quotes the value: it may be a secret.
+    """
+    for position, char in enumerate(value, 1):
+        if char.isspace():
+            return f"holds whitespace at character {position}"
+        if not (char.isascii() and char.isprintable()):
+            return f"holds a character that is not printable ASCII at character {position}"
+    return None
+
+
+def secret(value: str, source: str) -> Secret:
+    if problem := credential_problem(value):
+        raise ConfigError(f"{source}: the credential {problem}; copy it again without it")
     return Secret(value)
 
 
+def email(value: str, source: str) -> str:
+    local, at, domain = value.strip().rpartition("@")
+    if problem := credential_problem(value.strip()):
+        raise ConfigError(f"{source}: the email {problem}; give the account's email address")
+    if not (local and at and domain):
+        raise ConfigError(f"{source} {value!r}: not an email address; give the account's email")
+    return value.strip()
+
+
 def secret_file(path: str, source: str) -> Secret:
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{source} {path!r}: cannot read it ({reason}); check the path") from None
+    value = read_small_file(path, source, MAX_SECRET_FILE_BYTES).strip()
     if not value:
         raise ConfigError(f"{source} {path!r}: the file is empty; write the credential into it")
-    if any(c.isspace() for c in value):
-        raise ConfigError(
-            f"{source} {path!r}: holds whitespace inside the credential; fix the file"
-        )
+    if problem := credential_problem(value):
+        raise ConfigError(f"{source} {path!r}: the credential {problem}; fix the file")
     return Secret(value)
 
 
@@ -244,6 +310,11 @@ def web_config(path: str, _: str) -> WebConfig:
 LISTEN_ADDRESS = Option(
     "--web.listen-address", "EXPORTER_WEB_LISTEN_ADDRESS", "HOST:PORT", "address to serve on",
     listen_address, f":{DEFAULT_PORT}",
+)  # fmt: skip
+MAX_CONNECTIONS = Option(
+    "--web.max-connections", "EXPORTER_WEB_MAX_CONNECTIONS", "N",
+    "max open HTTP connections; past it the oldest connection still waiting for a request is "
+    "closed, or a new one refused if none is", integer(minimum=1, maximum=100_000), "256",
 )  # fmt: skip
 TELEMETRY_PATH = Option(
     "--web.telemetry-path", "EXPORTER_WEB_TELEMETRY_PATH", "PATH", "path of the metrics",
@@ -265,7 +336,7 @@ API_TOKEN_FILE = Option(
 )  # fmt: skip
 API_EMAIL = Option(
     "--cloudflare.api-email", "CLOUDFLARE_API_EMAIL", "EMAIL",
-    "email for the legacy Global API key", text,
+    "email for the legacy Global API key", email,
 )  # fmt: skip
 API_KEY = Option(None, "CLOUDFLARE_API_KEY", "", "legacy Global API key", secret)
 API_KEY_FILE = Option(
@@ -274,7 +345,8 @@ API_KEY_FILE = Option(
 )  # fmt: skip
 REFRESH_INTERVAL = Option(
     "--refresh.interval", "EXPORTER_REFRESH_INTERVAL", "DURATION",
-    "how often to read every account, e.g. 30s, 5m, 1h", duration(minimum=1.0), "5m",
+    "how often to read every account, e.g. 30s, 5m, 1h", duration(minimum=1.0, maximum=86400.0),
+    "5m",
 )  # fmt: skip
 CONCURRENCY = Option(
     "--cloudflare.concurrency", "CLOUDFLARE_CONCURRENCY", "N", "max API requests in flight",
@@ -287,7 +359,7 @@ RATE_LIMIT = Option(
 )  # fmt: skip
 TIMEOUT = Option(
     "--cloudflare.timeout", "CLOUDFLARE_TIMEOUT", "DURATION", "timeout of one API request",
-    duration(minimum=0.001), "10s",
+    duration(minimum=0.001, maximum=300.0), "10s",
 )  # fmt: skip
 PAGE_SIZE = Option(
     "--cloudflare.page-size", "CLOUDFLARE_PAGE_SIZE", "N", "OAuth clients asked for per page",
@@ -346,9 +418,8 @@ LOG_FORMAT = Option(
 )  # fmt: skip
 
 OPTIONS: tuple[Option[object], ...] = (
-    LISTEN_ADDRESS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN, API_TOKEN_FILE, API_EMAIL,
-    API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT, TIMEOUT, PAGE_SIZE,
-    MAX_RESPONSE_SIZE, MAX_CLIENTS_PER_ACCOUNT, SHARD,
-    TOTAL_SHARDS, PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST, WEB_CONFIG_FILE, LOG_LEVEL,
-    LOG_FORMAT,
+    LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, API_URL, ACCOUNT_IDS, API_TOKEN,
+    API_TOKEN_FILE, API_EMAIL, API_KEY, API_KEY_FILE, REFRESH_INTERVAL, CONCURRENCY, RATE_LIMIT,
+    TIMEOUT, PAGE_SIZE, MAX_RESPONSE_SIZE, MAX_CLIENTS_PER_ACCOUNT, SHARD, TOTAL_SHARDS,
+    PER_CLIENT, PER_CLIENT_LIMIT, ALLOWLIST, DENYLIST, WEB_CONFIG_FILE, LOG_LEVEL, LOG_FORMAT,
 )  # fmt: skip

@@ -21,6 +21,7 @@ from exporter.exposition import ExpositionStore
 from exporter.findings import client_findings
 from exporter.model import Account, OAuthClient
 from exporter.ratelimit import RATE_WINDOW, Sleep
+from exporter.refresh_status import ApiFailure, RefreshStatus
 from exporter.selection import ClientSelection, client_record
 from exporter.sharding import Shard
 from exporter.snapshot import AccountSnapshot
@@ -59,6 +60,7 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
+        self._discovery_failure: ApiFailure | None = None
         self.ready = False
 
     async def run(self) -> None:
@@ -98,18 +100,33 @@ class Poller:
         self.ready = True
         elapsed = self._monotonic() - started
         requests = self._api.requests_sent - requests_before
-        log.info(
-            "refresh finished",
-            extra={
-                "accounts": len(self._accounts),
-                "failed": failures,
-                "requests": requests,
-                "duration": format_duration(elapsed),
-            },
-        )
+        fields: dict[str, object] = {
+            "accounts": len(self._accounts),
+            "failed": failures + (not ok),  # a failed discovery counts
+            "requests": requests,
+            "duration": format_duration(elapsed),
+        }
+        if self._discovering:
+            fields["discovery"] = "ok" if ok else "failed"
+        log.info("refresh finished", extra=fields)
         if elapsed > self._interval:
             self._warn_overrun(elapsed, requests)
+        self._publish_status(elapsed, discovered=ok)
         return ok and failures == 0
+
+    def _publish_status(self, elapsed: float, *, discovered: bool) -> None:
+        """The exporter-wide outcome, for the status page: run() sleeps what is left of the
+        interval, so that is when the next refresh starts."""
+        finished = self._clock()
+        self._store.publish_refresh(
+            RefreshStatus(
+                finished_at=finished,
+                next_at=finished + max(0.0, self._interval - elapsed),
+                duration=elapsed,
+                discovering=self._discovering,
+                discovery_failure=None if discovered else self._discovery_failure,
+            )
+        )
 
     async def _discover(self) -> bool:
         try:
@@ -117,11 +134,13 @@ class Poller:
         except Exception as error:
             self._store.set_discovery_up(False)
             if isinstance(error, ApiError):
+                self._discovery_failure = ApiFailure(error.status, error.code, error.reason)
                 log.warning(
                     "account discovery failed; keeping the accounts found before",
                     extra={"err": str(error), "accounts": len(self._accounts)},
                 )
             else:
+                self._discovery_failure = ApiFailure(None, None, "internal error (see the log)")
                 log.exception("account discovery crashed; keeping the accounts found before")
             return False
         self._store.set_discovery_up(True)

@@ -61,7 +61,6 @@ class ExporterService:
             store=self.store,
             health=self,
             telemetry_path=settings.telemetry_path,
-            snapshots=self.store.snapshots,
             per_client=settings.per_client,
             basic_auth=settings.web_config.basic_auth,
             lifespan=self.lifespan,

@@ -6,12 +6,17 @@ and read the real one back, and lets one event loop serve the exporter and the d
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from exporter.listener import Listener
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -20,6 +25,36 @@ class EmbeddedServer(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class GuardedServer(EmbeddedServer):
+    """The exporter's server: connections come in through a `Listener` (bounded, with a head
+    timeout) instead of asyncio's server; uvicorn still speaks HTTP on each of them.
+
+    The config's app must be wrapped by `listener.track`, so the listener knows when a
+    connection is busy with a request.
+    """
+
+    def __init__(self, config: uvicorn.Config, listener: Listener) -> None:
+        super().__init__(config)
+        self._listener = listener
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # What uvicorn's startup does for sockets it is given, with a Listener for the server.
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
+        config, state, loop = self.config, self.server_state, asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=state, app_state=self.lifespan.state, _loop=loop
+            )
+
+        self._listener.start(protocol)
+        # uvicorn's shutdown only calls close() and wait_closed() on these
+        self.servers = [self._listener]  # type: ignore[list-item]
+        self.started = True
 
 
 def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:

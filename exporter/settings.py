@@ -7,13 +7,14 @@ all). Every error names the flag or variable that caused it and says how to fix 
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from exporter import __version__, options
-from exporter.credentials import Auth, GlobalKeyAuth, Secret, TokenAuth
+from exporter.credentials import Auth, GlobalKeyAuth, TokenAuth
 from exporter.errors import ConfigError
 from exporter.options import OPTIONS, Option
 from exporter.webconfig import WebConfig
@@ -28,6 +29,7 @@ DEMO_REFRESH_INTERVAL = "30s"  # --demo's default --refresh.interval
 class Settings:
     listen_host: str
     listen_port: int
+    max_connections: int
     telemetry_path: str
     api_url: str
     account_ids: tuple[str, ...]
@@ -67,8 +69,17 @@ class Settings:
         return f"{host}:{self.listen_port}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one ConfigError line instead of the usage and an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # also for a value such as -5s
+            message += " (write a value that starts with - as --flag=value)"
+        raise ConfigError(f"{message}; see --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cloudflare-oauth-exporter",
         description=(
             "Export counts of the OAuth clients of Cloudflare accounts to Prometheus. "
@@ -145,8 +156,14 @@ class _Resolver:
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Parse and validate; raises ConfigError (argparse itself exits 2 on unknown flags)."""
-    args = build_parser().parse_args(list(argv))
+    """Parse and validate; raises ConfigError, one line naming the flag or variable and the fix.
+
+    (`--help` and `--version` print and exit 0, as argparse does.)
+    """
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        raise ConfigError(_unknown_argument(parser, unknown[0]))
     resolve = _Resolver(args, environ)
     host, port = resolve.value(options.LISTEN_ADDRESS)
     total_shards = resolve.value(options.TOTAL_SHARDS)
@@ -164,6 +181,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     return Settings(
         listen_host=host,
         listen_port=port,
+        max_connections=resolve.value(options.MAX_CONNECTIONS),
         telemetry_path=resolve.value(options.TELEMETRY_PATH),
         api_url=resolve.value(options.API_URL),
         account_ids=resolve.given(options.ACCOUNT_IDS) or (),
@@ -192,6 +210,22 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     )
 
 
+def _unknown_argument(parser: argparse.ArgumentParser, argument: str) -> str:
+    if not argument.startswith("-"):
+        return (
+            f"unexpected argument {argument!r}: every setting is a flag followed by its value, "
+            "e.g. --refresh.interval 5m; see --help"
+        )
+    flag = argument.partition("=")[0]
+    known = [name for action in parser._actions for name in action.option_strings]
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+    word = flag.lstrip("-")
+    if not close and len(word) >= 3:  # a part of a flag: --listen, --api-url
+        close = [name for name in known if word in name][:2]
+    hint = f"; did you mean {close[0]}?" if len(close) == 1 else ""
+    return f"unknown flag {flag}{hint} (see --help)"
+
+
 def _auth(resolve: _Resolver) -> Auth:
     token, _ = resolve.raw(options.API_TOKEN)
     token_file, token_file_source = resolve.raw(options.API_TOKEN_FILE)
@@ -217,7 +251,7 @@ def _auth(resolve: _Resolver) -> Auth:
     if token_file:
         return TokenAuth(options.secret_file(token_file, token_file_source))
     if token:
-        return TokenAuth(Secret(token))
+        return TokenAuth(options.API_TOKEN.parse(token, options.API_TOKEN.env))
     if has_key_part:
         if not email:
             raise ConfigError(
@@ -229,8 +263,12 @@ def _auth(resolve: _Resolver) -> Auth:
                 f"{email_source} is set but CLOUDFLARE_API_KEY is not: set the Global API key "
                 "(CLOUDFLARE_API_KEY or CLOUDFLARE_API_KEY_FILE), or use CLOUDFLARE_API_TOKEN"
             )
-        secret = options.secret_file(key_file, key_file_source) if key_file else Secret(key or "")
-        return GlobalKeyAuth(email=email, key=secret)
+        secret = (
+            options.secret_file(key_file, key_file_source)
+            if key_file
+            else options.API_KEY.parse(key or "", options.API_KEY.env)
+        )
+        return GlobalKeyAuth(email=options.API_EMAIL.parse(email, email_source), key=secret)
     raise ConfigError(
         "no Cloudflare credentials: set CLOUDFLARE_API_TOKEN (or CLOUDFLARE_API_TOKEN_FILE / "
         "--cloudflare.api-token-file) to a token with the 'OAuth Client Read' permission, "

@@ -1,116 +1,427 @@
-"""The status page at `/`: every account's health, counts and findings, as plain HTML.
+"""The status page at `/`: a summary, every account's health, counts and findings, as plain HTML.
 
-Server-rendered from the snapshots the refresh already made, with no script and no external asset.
-Every string that came from the API is escaped; the page is also served with a Content-Security-
-Policy that forbids scripts, so a mistake here could not run one either.
+Server-rendered once per refresh from what the refresh published (`StatusPage` keeps the bytes
+and their gzip), so any number of visitors cost what sending the bytes costs. No script and no
+external asset; every string that came from the API is escaped, and the page is served with a
+Content-Security-Policy that forbids scripts, so a mistake here could not run one either.
+
+The page is a list of sections, each a small function from the same `PageData` to HTML: add one
+by writing the function and listing it in `SECTIONS`.
 """
 
 from __future__ import annotations
 
+import gzip
+import heapq
 import html
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from exporter import __version__
 from exporter.durations import format_duration
-from exporter.findings import FINDINGS
+from exporter.exposition import ExpositionStore
+from exporter.findings import (
+    HTTP_REDIRECT_URI,
+    IMPLICIT_GRANT,
+    INVALID_URI,
+    PUBLIC_UNVERIFIED,
+    WILDCARD_CORS_ORIGIN,
+    WILDCARD_REDIRECT_URI,
+)
+from exporter.refresh_status import RefreshStatus, hint_for_code
+from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+MAX_ACCOUNTS = 1000  # rows; the rest are counted, and /metrics has them all
+MAX_CLIENTS_PER_FINDING = 100
+MAX_NAME = 128  # characters of an account or client name shown
+MAX_ERROR = 300
+
+# Most severe first: a redirect an attacker can choose, then codes or tokens exposed on the way,
+# then what widens who may call the client, then what is merely unproven. All but the last
+# are warnings in the bundled alerts.
+SEVERITY = (
+    WILDCARD_REDIRECT_URI,
+    HTTP_REDIRECT_URI,
+    IMPLICIT_GRANT,
+    WILDCARD_CORS_ORIGIN,
+    INVALID_URI,
+    PUBLIC_UNVERIFIED,
+)
+_WHY = {
+    WILDCARD_REDIRECT_URI: "a pattern lets an attacker choose where the code is sent",
+    HTTP_REDIRECT_URI: "codes and tokens travel in clear text to this redirect",
+    IMPLICIT_GRANT: "access tokens come back in the redirect URL, where they leak",
+    WILDCARD_CORS_ORIGIN: "any web page may call the client's endpoints from a user's browser",
+    INVALID_URI: "a URI the authorization server and the client may read differently",
+    PUBLIC_UNVERIFIED: "a public client whose domain ownership is unproven",
+}
+_INFO = frozenset({PUBLIC_UNVERIFIED})
 
 _STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1a1a1a; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.down { color: #b00020; font-weight: bold; }
-.up { color: #1b5e20; }
-code { font-size: 90%; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; padding: 1.2em 1.5em;
+  max-width: 1400px; color: #1a1a1a; }
+h1 { font-size: 1.45em; margin: 0 0 .2em; }
+h2 { font-size: 1.15em; margin: 1.4em 0 .4em; }
+h3 { font-size: 1em; margin: 1.1em 0 .3em; }
+p.meta { color: #555; margin: 0 0 1em; }
+.banner { border: 2px solid #b00020; background: #fdecee; padding: .7em 1em; margin: 0 0 1em;
+  border-radius: 4px; overflow-wrap: anywhere; }
+.banner.wait { border-color: #8a6d00; background: #fff8e1; }
+.banner .hint { display: block; margin-top: .3em; }
+dl.summary { display: flex; flex-wrap: wrap; gap: .4em 1.8em; margin: 0 0 1em;
+  padding: .7em 1em; background: #f5f5f5; border-radius: 4px; }
+dl.summary div { min-width: 0; }
+dl.summary dt { color: #555; font-size: .85em; }
+dl.summary dd { margin: 0; font-size: 1.15em; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+th, td { border: 1px solid #d5d5d5; padding: .35em .55em; text-align: left; vertical-align: top;
+  overflow-wrap: anywhere; }
+th { background: #f0f0f0; }
+td.clients { text-align: right; font-variant-numeric: tabular-nums; }
+tr.down td { background: #fff5f5; }
+.down .state { color: #b00020; font-weight: 700; }
+.up .state { color: #1b5e20; }
+.bad { color: #b00020; }
+.muted { color: #767676; }
+.error { display: block; margin-top: .2em; }
+.hint { color: #555; font-size: .9em; }
+code { font-size: .88em; }
+.finding { display: inline-block; margin: 0 .3em .25em 0; padding: 0 .45em; border-radius: 3px;
+  background: #fbe0e0; border: 1px solid #e8a9a9; white-space: nowrap; }
+.finding.info { background: #fff3cd; border-color: #e6cf7f; }
+.finding b { margin-left: .25em; }
 """
+
+
+@dataclass(frozen=True)
+class PageData:
+    """What every section reads: the accounts in page order, and the last refresh."""
+
+    accounts: Sequence[AccountSnapshot]  # failing first, then by name
+    status: RefreshStatus | None  # None until the first refresh has ended
+    telemetry_path: str
+    per_client: bool
+    version: str = __version__
+
+    @property
+    def shown(self) -> Sequence[AccountSnapshot]:
+        return self.accounts[:MAX_ACCOUNTS]
+
+
+Section = Callable[[PageData], str]
 
 
 def render_status_page(
     snapshots: Iterable[AccountSnapshot],
+    status: RefreshStatus | None,
     *,
     telemetry_path: str,
-    now: float,
     per_client: bool,
 ) -> str:
-    accounts = sorted(snapshots, key=lambda s: ((s.account_name or "").lower(), s.account_id))
-    e = _escape
-    rows = "".join(_account_row(snapshot, now) for snapshot in accounts)
-    finding_headers = "".join(f"<th>{e(finding)}</th>" for finding in FINDINGS)
-    clients = (
-        "".join(_clients_with_findings(snapshot) for snapshot in accounts) if per_client else ""
-    )
-    if per_client and not clients:
-        clients = "<p>No client holds a finding.</p>"
-    if per_client:
-        clients = f"<h2>Clients with findings</h2>\n{clients}"
-    empty = "" if accounts else "<p>No account has been read yet.</p>"
-    path = e(telemetry_path)
-    return f"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Cloudflare OAuth exporter</title><style>{_STYLE}</style></head>
-<body>
-<h1>Cloudflare OAuth exporter</h1>
-<p>Version {e(__version__)}. Numbers come from the background refresh, never from a scrape.
-<a href="{path}">{path}</a> &middot; <a href="/healthz">/healthz</a> &middot;
-<a href="/readyz">/readyz</a></p>
-<h2>Accounts</h2>
-{empty}<table id="accounts">
-<thead><tr><th>Account</th><th>ID</th><th>Status</th><th>Last success</th><th>Last error</th>
-<th>Clients</th>{finding_headers}</tr></thead>
-<tbody>
-{rows}</tbody>
-</table>
-{clients}
-</body>
-</html>
-"""
-
-
-def _account_row(snapshot: AccountSnapshot, now: float) -> str:
-    e = _escape
-    status = '<td class="up">up</td>' if snapshot.up else '<td class="down">down</td>'
-    if snapshot.last_success is None:
-        success = "never"
-    elif (age := round(now - snapshot.last_success)) < 1:
-        success = "just now"
-    else:
-        success = f"{format_duration(age)} ago"
-    counts = snapshot.counts
-    total = str(counts.total) if counts is not None else ""
-    by_finding = dict(counts.by_finding) if counts is not None else {}
-    findings = "".join(f'<td class="num">{by_finding.get(f, "")}</td>' for f in FINDINGS)
+    data = PageData(_page_order(snapshots), status, telemetry_path, per_client)
+    body = "".join(section(data) for section in SECTIONS)
     return (
-        f'<tr data-account-id="{e(snapshot.account_id)}">'
-        f"<td>{e(snapshot.account_name or '')}</td><td><code>{e(snapshot.account_id)}</code></td>"
-        f"{status}<td>{e(success)}</td><td>{e(snapshot.last_error or '')}</td>"
-        f'<td class="num">{total}</td>{findings}</tr>\n'
+        '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Cloudflare OAuth exporter</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n{body}</body>\n</html>\n"
     )
 
 
-def _clients_with_findings(snapshot: AccountSnapshot) -> str:
-    e = _escape
-    risky = [client for client in snapshot.clients if client.findings]
-    if not risky:
+class StatusPage:
+    """The page as bytes and as gzip, made again only when a refresh has ended since."""
+
+    def __init__(self, store: ExpositionStore, *, telemetry_path: str, per_client: bool) -> None:
+        self._store = store
+        self._telemetry_path = telemetry_path
+        self._per_client = per_client
+        self._rendered_for = -1
+        self._plain = b""
+        self._gzipped = b""
+
+    def body(self, *, gzipped: bool) -> bytes:
+        if self._rendered_for != self._store.refreshes:
+            refreshes = self._store.refreshes
+            page = render_status_page(
+                self._store.snapshots(),
+                self._store.refresh_status,
+                telemetry_path=self._telemetry_path,
+                per_client=self._per_client,
+            )
+            self._plain = page.encode("utf-8")
+            self._gzipped = gzip.compress(self._plain, compresslevel=6, mtime=0)
+            self._rendered_for = refreshes
+        return self._gzipped if gzipped else self._plain
+
+
+# --- sections, top to bottom ---------------------------------------------------------------
+
+
+def header(data: PageData) -> str:
+    path = _escape(data.telemetry_path)
+    return (
+        "<h1>Cloudflare OAuth exporter</h1>\n"
+        f'<p class="meta">Version {_escape(data.version)} &middot; '
+        f'<a href="{path}">{path}</a> &middot; <a href="/healthz">/healthz</a> &middot; '
+        '<a href="/readyz">/readyz</a> &middot; numbers from the background refresh, never '
+        "from a scrape; this page is rendered once per refresh.</p>\n"
+    )
+
+
+def banners(data: PageData) -> str:
+    """What must not be missed: a failed discovery, every account failing, no refresh yet."""
+    status = data.status
+    if status is None:
+        return (
+            '<div class="banner wait" role="status"><strong>The first refresh is running.'
+            "</strong> This page shows its results when it ends.</div>\n"
+        )
+    found: list[str] = []
+    failure = status.discovery_failure
+    if failure is not None:
+        known = len(data.accounts)
+        kept = (
+            f"The {known} account{'s' if known != 1 else ''} found before keep being refreshed."
+            if known
+            else "No account is known, so nothing is exported."
+        )
+        found.append(
+            '<div class="banner" role="alert" id="discovery-failed"><strong>Account discovery '
+            f"failed:</strong> {_escape(_cut(str(failure), MAX_ERROR))}. {kept}"
+            f"{_hint(failure.hint)}</div>\n"
+        )
+    down = [account for account in data.accounts if not account.up]
+    if down and len(down) == len(data.accounts):
+        first = down[0].last_error or ""
+        found.append(
+            '<div class="banner" role="alert" id="all-failing"><strong>Every account failed its '
+            f"last refresh.</strong> The first says: {_escape(_cut(first, MAX_ERROR))}"
+            f"{_hint(_error_hint(first))}</div>\n"
+        )
+    return "".join(found)
+
+
+def summary(data: PageData) -> str:
+    accounts = data.accounts
+    up = sum(account.up for account in accounts)
+    counted = [account.counts for account in accounts if account.counts is not None]
+    clients = sum(counts.total for counts in counted)
+    findings = sum(count for counts in counted for _, count in counts.by_finding)
+    with_findings = sum(1 for counts in counted if any(count for _, count in counts.by_finding))
+    items = [
+        ("Accounts up", f"{up} of {len(accounts)}", up < len(accounts)),
+        ("Clients", f"{clients:,}", False),
+    ]
+    holding = _clients_holding_findings(accounts) if data.per_client else None
+    if holding is not None:
+        items.append(("Clients holding findings", holding, holding != "0"))
+    items.append(
+        (
+            "Findings",
+            f"{findings:,} in {with_findings} account{'s' if with_findings != 1 else ''}"
+            if findings
+            else "none",
+            findings > 0,
+        )
+    )
+    items.append(("Discovery", *_discovery(data.status)))
+    status = data.status
+    if status is not None:
+        took = format_duration(status.duration)
+        items.append(("Last refresh", f"{_time(status.finished_at)}, took {took}", False))
+        if status.next_at is not None:
+            items.append(("Next refresh", _time(status.next_at), False))
+    rendered = "".join(
+        f"<div><dt>{label}</dt><dd{' class=bad' if bad else ''}>{value}</dd></div>"
+        for label, value, bad in items
+    )
+    return f'<dl class="summary" id="summary">{rendered}</dl>\n'
+
+
+def accounts_table(data: PageData) -> str:
+    shown = data.shown
+    if not shown:
+        return '<h2>Accounts</h2>\n<p class="muted">No account has been read yet.</p>\n'
+    left_out = len(data.accounts) - len(shown)
+    rows = "".join(_account_row(account) for account in shown)
+    more = (
+        f'<p id="left-out">{left_out:,} more account{"s" if left_out != 1 else ""} left out: '
+        f"the page lists the first {MAX_ACCOUNTS:,}, failing ones first. "
+        f'<a href="{_escape(data.telemetry_path)}">{_escape(data.telemetry_path)}</a> has every '
+        "one.</p>\n"
+        if left_out
+        else ""
+    )
+    return (
+        "<h2>Accounts</h2>\n"
+        '<table id="accounts"><colgroup><col style="width:26%"><col style="width:27%">'
+        '<col style="width:12%"><col style="width:7%"><col style="width:28%"></colgroup>\n'
+        "<thead><tr><th>Account</th><th>Status</th><th>Last success</th><th>Clients</th>"
+        "<th>Findings</th></tr></thead>\n"
+        f"<tbody>\n{rows}</tbody></table>\n{more}"
+    )
+
+
+def clients_by_finding(data: PageData) -> str:
+    """With --metrics.per-client: the clients holding each finding, most severe first."""
+    if not data.per_client:
         return ""
-    items = "".join(
-        f"<tr><td>{e(client.client_name)}</td><td><code>{e(client.client_id)}</code></td>"
-        f"<td>{e(', '.join(sorted(client.findings)))}</td></tr>\n"
-        for client in risky
+    groups: dict[str, list[tuple[AccountSnapshot, ClientRecord]]] = {f: [] for f in SEVERITY}
+    for account in data.shown:
+        for client in account.clients:
+            for finding in client.findings:
+                groups.setdefault(finding, []).append((account, client))
+    parts = [_finding_group(finding, members) for finding, members in groups.items() if members]
+    title = "<h2>Clients holding findings</h2>\n"
+    return title + ("".join(parts) or '<p class="muted">No client holds a finding.</p>\n')
+
+
+SECTIONS: tuple[Section, ...] = (header, banners, summary, accounts_table, clients_by_finding)
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+def _page_order(snapshots: Iterable[AccountSnapshot]) -> list[AccountSnapshot]:
+    return sorted(
+        snapshots,
+        key=lambda s: (s.up, (s.account_name or "").casefold(), s.account_id),
     )
-    title = snapshot.account_name or snapshot.account_id
+
+
+def _account_row(account: AccountSnapshot) -> str:
+    e = _escape
+    name = e(_cut(account.account_name or "", MAX_NAME)) or '<span class="muted">no name</span>'
+    if account.up:
+        status = '<span class="state">up</span>'
+    else:
+        error = account.last_error or ""
+        status = (
+            '<span class="state">down</span>'
+            f'<span class="error">{e(_cut(error, MAX_ERROR))}</span>{_hint(_error_hint(error))}'
+        )
+    success = (
+        _time(account.last_success)
+        if account.last_success is not None
+        else '<span class="muted">never</span>'
+    )
+    counts = account.counts
+    clients = f"{counts.total:,}" if counts is not None else ""
     return (
-        f"<h3>{e(title)}</h3>\n"
-        f'<table class="clients" data-account-id="{e(snapshot.account_id)}">'
-        "<thead><tr><th>Client</th><th>ID</th><th>Findings</th></tr></thead>\n"
-        f"<tbody>\n{items}</tbody></table>\n"
+        f'<tr class="{"up" if account.up else "down"}" data-account-id="{e(account.account_id)}">'
+        f'<td class="account">{name}<br><code>{e(account.account_id)}</code></td>'
+        f'<td class="status">{status}</td><td class="success">{success}</td>'
+        f'<td class="clients">{clients}</td><td class="findings">{_findings_cell(account)}</td>'
+        "</tr>\n"
     )
+
+
+def _findings_cell(account: AccountSnapshot) -> str:
+    """Only the findings some client holds, most severe first; zeros are left out."""
+    if account.counts is None:
+        return '<span class="muted">not counted yet</span>'
+    held = dict(account.counts.by_finding)
+    badges = "".join(
+        _badge(finding, held[finding]) for finding in _by_severity(held) if held[finding]
+    )
+    return badges or '<span class="muted">none</span>'
+
+
+def _badge(finding: str, count: int) -> str:
+    kind = "finding info" if finding in _INFO else "finding"
+    return (
+        f'<span class="{kind}" data-finding="{_escape(finding)}" data-count="{count}">'
+        f"{_escape(finding)}<b>{count:,}</b></span>"
+    )
+
+
+def _finding_group(finding: str, members: list[tuple[AccountSnapshot, ClientRecord]]) -> str:
+    e = _escape
+    # the first by name without sorting them all: per-client records can number millions
+    shown = heapq.nsmallest(
+        MAX_CLIENTS_PER_FINDING,
+        members,
+        key=lambda m: (m[1].client_name.casefold(), m[1].client_id),
+    )
+    rows = "".join(
+        f'<tr data-client-id="{e(client.client_id)}"><td>'
+        f"{e(_cut(client.client_name, MAX_NAME)) or '<span class=muted>no name</span>'}</td>"
+        f"<td><code>{e(client.client_id)}</code></td>"
+        f"<td>{e(_cut(account.account_name or account.account_id, MAX_NAME))}</td>"
+        f"<td>{e(', '.join(f for f in _by_severity(client.findings) if f != finding))}</td></tr>\n"
+        for account, client in shown
+    )
+    more = len(members) - len(shown)
+    left_out = (
+        f'<p class="muted">{more:,} more; <code>cloudflare_oauth_client_finding'
+        f'{{finding="{e(finding)}"}}</code> has every one.</p>\n'
+        if more
+        else ""
+    )
+    count = f"{len(members):,} client{'s' if len(members) != 1 else ''}"
+    why = _WHY.get(finding, "")
+    return (
+        f'<section class="finding-group" data-finding="{e(finding)}">'
+        f"<h3>{e(finding)} &middot; {count}"
+        f"{f' <span class=hint>&mdash; {e(why)}</span>' if why else ''}</h3>\n"
+        '<table class="clients"><colgroup><col style="width:30%"><col style="width:25%">'
+        '<col style="width:25%"><col style="width:20%"></colgroup>\n'
+        "<thead><tr><th>Client</th><th>Client ID</th><th>Account</th><th>Also holds</th></tr>"
+        f"</thead>\n<tbody>\n{rows}</tbody></table>\n{left_out}</section>\n"
+    )
+
+
+def _clients_holding_findings(accounts: Sequence[AccountSnapshot]) -> str | None:
+    """Distinct clients holding a finding, from the per-client records: exact unless the
+    per-client cap dropped some (clients with findings are kept first, so only when every kept
+    one holds a finding), then a lower bound."""
+    holding = sum(1 for a in accounts for c in a.clients if c.findings)
+    capped = any(a.dropped_client_series and all(c.findings for c in a.clients) for a in accounts)
+    return f"at least {holding:,}" if capped else f"{holding:,}"
+
+
+def _discovery(status: RefreshStatus | None) -> tuple[str, bool]:
+    if status is None:
+        return "not yet", False
+    if not status.discovering:
+        return "off (--cloudflare.account-id)", False
+    failure = status.discovery_failure
+    if failure is None:
+        return "ok", False
+    code = f" (code {failure.code})" if failure.code is not None else ""
+    return f"failed{code}", True
+
+
+def _error_hint(error: str) -> str | None:
+    """What an account's error (`HTTP 403 code 10000: ...`) usually means."""
+    _, found, rest = error.partition(" code ")
+    number = rest.partition(":")[0]
+    return hint_for_code(int(number)) if found and number.isdigit() else None
+
+
+def _hint(hint: str | None) -> str:
+    return f'<span class="hint">Usually: {_escape(hint)}.</span>' if hint else ""
+
+
+def _by_severity(findings: Iterable[str]) -> list[str]:
+    rank = {finding: index for index, finding in enumerate(SEVERITY)}
+    return sorted(findings, key=lambda f: (rank.get(f, len(rank)), f))
+
+
+def _time(unix: float) -> str:
+    stamp = time.gmtime(unix)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
+    return f'<time datetime="{iso}">{time.strftime("%Y-%m-%d %H:%M:%S", stamp)} UTC</time>'
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _escape(text: str) -> str:

@@ -1,28 +1,26 @@
 """HTTP endpoints: the telemetry path, /healthz, /readyz and the status page at `/`.
 
-Handlers only read state the background refresh has already prepared; none calls the API. With
-basic auth configured, everything but /healthz and /readyz asks for credentials: the probes
-reveal nothing and kubelets do not send any.
+Handlers only read state the background refresh has already prepared; none calls the API, and
+the metrics and the status page are bytes made once per change. With basic auth configured,
+everything but /healthz and /readyz asks for credentials: the probes reveal nothing and kubelets
+do not send any.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from exporter.exposition import CONTENT_TYPE, ExpositionStore
-from exporter.snapshot import AccountSnapshot
-from exporter.status_page import CONTENT_SECURITY_POLICY, render_status_page
+from exporter.password_checks import PasswordChecks, Verdict
+from exporter.status_page import CONTENT_SECURITY_POLICY, StatusPage
 from exporter.webconfig import BasicAuth
 
 
@@ -37,10 +35,16 @@ class Health(Protocol):
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _CONTENT_TYPE = CONTENT_TYPE.encode()
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-_MAX_BCRYPT_PENDING = 8
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _CHALLENGE = [
     (b"www-authenticate", b'Basic realm="cloudflare-oauth-exporter", charset="UTF-8"'),
-    (b"content-type", b"text/plain; charset=utf-8"),
+    _TEXT,
+]
+_BUSY = [(b"retry-after", b"1"), _TEXT]
+_PAGE_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
 ]
 
 
@@ -49,11 +53,9 @@ def create_app(
     store: ExpositionStore,
     health: Health,
     telemetry_path: str = "/metrics",
-    snapshots: Callable[[], Iterable[AccountSnapshot]] = tuple,
     per_client: bool = False,
     basic_auth: BasicAuth | None = None,
     lifespan: Lifespan | None = None,
-    clock: Callable[[], float] = time.time,
 ) -> ExporterApp:
     async def healthz(_: Request) -> Response:
         if health.alive:
@@ -67,34 +69,23 @@ def create_app(
             "not ready: the first refresh of every account has not finished\n", status_code=503
         )
 
-    async def status(_: Request) -> Response:
-        page = render_status_page(
-            snapshots(), telemetry_path=telemetry_path, now=clock(), per_client=per_client
-        )
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
     router = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/", status, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
-    return ExporterApp(store, telemetry_path, router, basic_auth)
+    page = StatusPage(store, telemetry_path=telemetry_path, per_client=per_client)
+    return ExporterApp(store, telemetry_path, router, basic_auth, page)
 
 
 class ExporterApp:
-    """The telemetry path served straight from the store; everything else through Starlette.
+    """The telemetry path and the status page served straight from bytes already made;
+    everything else through Starlette.
 
     A scrape is the hot path: it skips routing and middleware and writes the bytes the store
-    already holds.
+    already holds. The status page does the same, so visitors never slow scrapes down.
     """
 
     def __init__(
@@ -103,44 +94,41 @@ class ExporterApp:
         telemetry_path: str,
         router: Starlette,
         basic_auth: BasicAuth | None = None,
+        status_page: StatusPage | None = None,
     ) -> None:
         self._store = store
+        self._status_page = status_page
         self._telemetry_path = telemetry_path
-        self._basic_auth = basic_auth
-        self._bcrypt = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
-        self._bcrypt_pending = 0
+        self._passwords = PasswordChecks(basic_auth) if basic_auth is not None else None
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            guarded = self._basic_auth is not None and scope["path"] not in _OPEN_PATHS
-            if guarded and not await self._authorized(scope):
-                await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
-                return
+            if self._passwords is not None and scope["path"] not in _OPEN_PATHS:
+                verdict = await self._authorize(self._passwords, scope)
+                if verdict is Verdict.DENIED:
+                    await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
+                    return
+                if verdict is Verdict.BUSY:
+                    body = b"503 Service Unavailable: password checks are saturated; retry\n"
+                    await _respond(send, 503, _BUSY, body)
+                    return
             if scope["path"] == self._telemetry_path:
                 encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
                 await self._metrics(scope["method"], encoding, send)
                 return
+            if scope["path"] == "/" and self._status_page is not None:
+                encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
+                await self._page(self._status_page, scope["method"], encoding, send)
+                return
         await self.router(scope, receive, send)
 
-    async def _authorized(self, scope: Scope) -> bool:
-        assert self._basic_auth is not None
+    @staticmethod
+    async def _authorize(passwords: PasswordChecks, scope: Scope) -> Verdict:
         raw = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        header = raw.decode("latin-1")
-        allowed = self._basic_auth.remembered(header)
-        if allowed is not None:
-            return allowed
-        # bcrypt takes tens of milliseconds: on threads of its own, so neither the event loop nor
-        # the default executor (which resolves the API's host name) waits behind a flood of bad
-        # passwords; past a few at once, the answer is no without asking bcrypt.
-        if self._bcrypt_pending >= _MAX_BCRYPT_PENDING:
-            return False
-        self._bcrypt_pending += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._bcrypt, self._basic_auth.check, header)
-        finally:
-            self._bcrypt_pending -= 1
+        client = scope.get("client")
+        peer = (str(client[0]), int(client[1])) if client else None
+        return await passwords.check(raw.decode("latin-1"), peer)
 
     async def _metrics(self, method: str, accept_encoding: bytes, send: Send) -> None:
         if method not in ("GET", "HEAD"):
@@ -161,6 +149,19 @@ class ExporterApp:
         for index, part in enumerate(parts):
             more = index < len(parts) - 1
             await send({"type": "http.response.body", "body": part, "more_body": more})
+
+    @staticmethod
+    async def _page(page: StatusPage, method: str, accept_encoding: bytes, send: Send) -> None:
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
+            return
+        gzipped = _accepts_gzip(accept_encoding)
+        body = page.body(gzipped=gzipped)
+        headers = [*_PAGE_HEADERS, (b"vary", b"accept-encoding")]
+        if gzipped:
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", b"%d" % len(body)))
+        await _respond(send, 200, headers, body if method == "GET" else b"")
 
 
 def _accepts_gzip(header: bytes) -> bool:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,9 +28,15 @@ from pathlib import Path
 import bcrypt
 import yaml
 
+from exporter.config_files import read_small_file
 from exporter.errors import ConfigError
 
 FLAG = "--web.config.file"
+MAX_FILE_BYTES = 1024 * 1024
+# bcrypt's cost is a power of two: 10 takes ~50 ms per check, 14 ~1 s, 31 days. Above 14 a scrape
+# would time out waiting for its password check, so such a hash is refused at start.
+MAX_BCRYPT_COST = 14
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 _TLS_KEYS = frozenset(
     {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"}
 )
@@ -62,26 +70,32 @@ class BasicAuth:
     """Checks `Authorization: Basic` headers against bcrypt hashes.
 
     bcrypt is slow on purpose (tens of ms), so a credential that passed once is remembered by a
-    SHA-256 of it: Prometheus sends the same one every scrape.
+    SHA-256 of it: Prometheus sends the same one every scrape. The last 1000 that failed are
+    remembered too, so repeating a wrong password costs no bcrypt either.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = dict(users)
         self._passed: set[bytes] = set()
+        self._failed: dict[bytes, None] = {}  # oldest first
+        self._failed_lock = threading.Lock()  # checks run on several threads
         # Checked against when the user is unknown, at the users' own cost, so a wrong user name
         # takes as long as a wrong password.
         cost = max((int(hashed[4:6]) for hashed in self._users.values()), default=10)
         self._decoy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=cost))
 
     def remembered(self, header: str | None) -> bool | None:
-        """True for a credential that passed before, False for a malformed header, else None
-        (only `check` can tell, slowly)."""
+        """True for a credential that passed before, False for a malformed header or one that
+        failed before, else None (only `check` can tell, slowly)."""
         parsed = _credentials(header)
         if parsed is None:
             return False
-        # A set lookup: atomic while `check` adds from a worker thread, and the key is a SHA-256
+        # Lookups that are atomic while `check` adds from a worker thread; the key is a SHA-256
         # over the bcrypt hash too, so its timing tells nothing about the password.
-        return True if self._fingerprint(*parsed) in self._passed else None
+        fingerprint = self._fingerprint(*parsed)
+        if fingerprint in self._passed:
+            return True
+        return False if fingerprint in self._failed else None
 
     def check(self, header: str | None) -> bool:
         parsed = _credentials(header)
@@ -95,6 +109,11 @@ class BasicAuth:
             return False
         if ok and len(self._passed) < 1000:
             self._passed.add(self._fingerprint(user, password))
+        elif not ok:
+            with self._failed_lock:
+                self._failed[self._fingerprint(user, password)] = None
+                if len(self._failed) > 1000:
+                    del self._failed[next(iter(self._failed))]
         return ok
 
     def _fingerprint(self, user: str, password: str) -> bytes:
@@ -116,11 +135,7 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
 def load_web_config(path: str) -> WebConfig:
     """Read and check the file; raises ConfigError naming the flag, the key and the fix."""
     where = f"{FLAG} {path!r}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{where}: cannot read it ({reason})") from None
+    text = read_small_file(path, FLAG, MAX_FILE_BYTES)
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -206,13 +221,15 @@ def _users(section: object, where: str) -> dict[str, bytes]:
         if not isinstance(user, str) or not user or ":" in user:
             raise ConfigError(f"{where}: basic_auth_users has an invalid user name {user!r}")
         fix = "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
-        if not isinstance(hashed, str):
+        # Checked by its shape, not by bcrypt: checking costs 2^cost rounds, hours at cost 31.
+        match = _BCRYPT_HASH.fullmatch(hashed) if isinstance(hashed, str) else None
+        if match is None:
             raise ConfigError(f"{where}: basic_auth_users.{user} is not a bcrypt hash; {fix}")
-        try:
-            bcrypt.checkpw(b"", hashed.encode())
-        except ValueError:
+        cost = int(match.group(1))
+        if not 4 <= cost <= MAX_BCRYPT_COST:
             raise ConfigError(
-                f"{where}: basic_auth_users.{user} is not a bcrypt hash; {fix}"
-            ) from None
+                f"{where}: basic_auth_users.{user} has bcrypt cost {cost}; use 4 to "
+                f"{MAX_BCRYPT_COST} (10 is usual: each check takes 2^cost rounds); {fix}"
+            )
         users[user] = hashed.encode()
     return users

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
@@ -63,6 +64,24 @@ def test_console_script_and_module_agree():
         (("--cloudflare.api-token-file", "/nonexistent/token"), {}, "--cloudflare.api-token-file"),
         ((), {"CLOUDFLARE_API_TOKEN_FILE": "/nonexistent/token"}, "CLOUDFLARE_API_TOKEN_FILE"),
         (("--log.format", "xml"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "--log.format"),
+        # each of these ended in a traceback, or was accepted and broke (or hung) later
+        (("--web.listen-address", "a" * 64 + ".example:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "label of 64 characters"),
+        (("--web.listen-address", "a..b:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "empty label"),
+        (("--cloudflare.api-url", "http://[::1"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "not a URL"),
+        ((), {"CLOUDFLARE_API_URL": "http://h:99999", "CLOUDFLARE_API_TOKEN": TOKEN},
+         "CLOUDFLARE_API_URL"),
+        ((), {"CLOUDFLARE_API_TOKEN": "t\u00f6ken"}, "not printable ASCII"),
+        ((), {"CLOUDFLARE_API_EMAIL": "\u00f6ps@example.com", "CLOUDFLARE_API_KEY": "k" * 37},
+         "CLOUDFLARE_API_EMAIL"),
+        (("--refresh.interval", "9999999999999999999999s"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "at most 24h"),
+        (("--metrics.allowlist", "a{4294967296}"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "too large"),
+        (("--metrics.allowlist", "(" * 1000 + ")" * 1000), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "the most is 256"),
+        (("--metrics.allowlist", r"(\w*)*x"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "longer than 1s"),
+        (("--refresh.intreval", "5m"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "did you mean --refresh.interval?"),
     ],
 )  # fmt: skip
 def test_bad_configuration_exits_2_with_one_clear_line(args, environ, needle):
@@ -73,6 +92,18 @@ def test_bad_configuration_exits_2_with_one_clear_line(args, environ, needle):
     assert len(lines) == 1
     assert needle in lines[0]
     assert TOKEN not in result.stderr
+
+
+def test_a_bcrypt_cost_of_31_is_refused_at_once_not_checked_for_hours(tmp_path):
+    config = tmp_path / "web.yml"
+    config.write_text("basic_auth_users:\n  prometheus: $2b$31$" + "x" * 53 + "\n")
+    result = run("--web.config.file", str(config), CLOUDFLARE_API_TOKEN=TOKEN, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"cloudflare-oauth-exporter: --web.config.file {str(config)!r}: basic_auth_users."
+        "prometheus has bcrypt cost 31; use 4 to 14 (10 is usual: each check takes 2^cost "
+        "rounds); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+    ]
 
 
 def test_a_port_in_use_exits_2_naming_the_flag():
@@ -110,6 +141,25 @@ def test_once_prints_valid_exact_metrics_and_exits_0(serve_simulator, promtool):
     assert found["cloudflare_oauth_discovery_up"] == {(): 1.0}
     assert found["cloudflare_oauth_exporter_refresh_interval_seconds"] == {(): 300.0}
     assert "process_cpu_seconds_total" not in found
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "cloudflare-oauth-exporter: refreshed 2 accounts, none failed"
+
+
+def test_once_ends_with_one_line_saying_what_failed_and_what_it_usually_means(serve_simulator):
+    simulator = Simulator(scenario())
+    simulator.accounts_fault = Fault.api_error(403, 9109, "Invalid access token")
+    result = run("--once", "--cloudflare.api-url", serve_simulator(simulator),
+                 CLOUDFLARE_API_TOKEN=TOKEN)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "cloudflare-oauth-exporter: refresh failed: account discovery (HTTP 403 code 9109: "
+        "Invalid access token; usually the API token is invalid, expired or revoked: check "
+        "CLOUDFLARE_API_TOKEN (or its file))"
+    )
+    finished = next(line for line in lines if "refresh finished" in line)
+    assert "failed=1" in finished
+    assert "discovery=failed" in finished
 
 
 def test_once_exits_1_when_an_account_failed(serve_simulator):
@@ -276,6 +326,19 @@ def test_demo_once_shows_every_scenario(promtool):
     names = {dict(k)["account_name"] for k in found["cloudflare_oauth_account_info"]}
     assert "Acme Production" in names
     assert "HTTP 403 code 10000" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "cloudflare-oauth-exporter: refresh failed: 1 of 5 accounts: Initech (no OAuth "
+        "permission) (HTTP 403 code 10000: Authentication error) — on purpose: the demo's "
+    )
+    assert last.endswith("so exit status 1 is expected")
+
+
+DEMO_LINE = re.compile(
+    r"demo: listening on (?P<where>[^;]+); metrics at (?P<metrics>\S+), status page at "
+    r"(?P<page>\S+) \(simulated Cloudflare API at http://127\.0\.0\.1:\d+/client/v4\); "
+    r"Ctrl-C stops"
+)
 
 
 def test_demo_serves_metrics_with_no_credentials():
@@ -285,4 +348,66 @@ def test_demo_serves_metrics_with_no_credentials():
         assert len(found["cloudflare_oauth_account_up"]) == 5
         assert found["cloudflare_oauth_exporter_build_info"]
         assert "process_cpu_seconds_total" in found
-    assert any(re.search(r"demo: open http://\S+/metrics", line) for line in exporter.lines)
+        (said,) = [m for line in exporter.lines if (m := DEMO_LINE.fullmatch(line))]
+        host, port = exporter.address
+        assert said["where"] == f"{host}:{port}"  # the address it really listens on
+        assert said["metrics"] == f"{exporter.url}/metrics"
+        assert said["page"] == f"{exporter.url}/"
+        assert "Cloudflare OAuth exporter" in httpx.get(said["page"], timeout=10).text
+
+
+def test_demo_on_every_interface_says_so_and_prints_urls_that_answer():
+    process = subprocess.Popen(
+        exporter_command("--demo", "--web.listen-address", ":0"), env=clean_environ(),
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        said = None
+        for line in process.stderr:
+            said = DEMO_LINE.fullmatch(line.strip())
+            if said:
+                break
+        assert said is not None, "no demo line"
+        assert said["where"].startswith("every ")
+        assert said["where"].endswith(said["metrics"].rsplit(":", 1)[1].split("/")[0])
+        deadline = time.monotonic() + 20
+        while (
+            httpx.get(said["metrics"].replace("/metrics", "/readyz"), timeout=5).status_code != 200
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.get(said["metrics"], timeout=10).status_code == 200
+        assert httpx.get(said["page"], timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_a_simulator_started_by_hand_as_the_readme_says():
+    from tests.support.tools import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m exporter.simulator" in readme
+    assert "CLOUDFLARE_API_TOKEN=simulator-token" in readme
+    assert "--cloudflare.api-url http://127.0.0.1:8788/client/v4" in readme
+    simulator = subprocess.Popen(
+        [*exporter_command()[:2], "exporter.simulator", "--listen", "127.0.0.1:0"],
+        env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert simulator.stdout is not None
+        printed = simulator.stdout.readline()
+        match = re.fullmatch(r"simulator: (http://127\.0\.0\.1:\d+/client/v4) \(5 accounts\)\n",
+                             printed)  # fmt: skip
+        assert match, printed
+        result = run("--once", "--cloudflare.api-url", match[1],
+                     CLOUDFLARE_API_TOKEN="simulator-token")  # fmt: skip
+        assert len(samples(result.stdout)["cloudflare_oauth_account_up"]) == 5
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=15)
+        if simulator.stdout is not None:
+            simulator.stdout.close()

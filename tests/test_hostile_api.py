@@ -14,7 +14,6 @@ import logging
 import random
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -62,8 +61,9 @@ class Refresher:
 
     def page(self) -> bytes:
         html = render_status_page(
-            self.store.snapshots(), telemetry_path="/metrics", now=time.time(), per_client=True
-        )
+            self.store.snapshots(), self.store.refresh_status, telemetry_path="/metrics",
+            per_client=True,
+        )  # fmt: skip
         return html.encode("utf-8")  # strict: a lone surrogate here would be a crash
 
 
@@ -264,13 +264,6 @@ def test_log_lines_are_bounded_and_escaped():
 # --- the exporter as its own process: memory -------------------------------------------------
 
 
-def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
-    assert match is not None
-    return int(match.group(1)) / 1024
-
-
 # name: (the fault, what the one line says, refreshes to watch: junk comes every time)
 HOSTILE = {
     "500 MB body": (lambda: Fault.clients_without_end(500), "larger than 256MiB", 1),
@@ -296,7 +289,7 @@ def test_a_hostile_answer_costs_one_line_not_the_memory_limit(name):
         while len(failures(exporter.lines, bad.id)) < refreshes and time.monotonic() < deadline:
             time.sleep(0.2)
         found = samples(exporter.get("/metrics").text)
-        peak = peak_rss_mb(exporter.pid)
+        peak = exporter.peak_rss() / 2**20
     lines = failures(exporter.lines, bad.id)
     assert len(lines) >= refreshes, "\n".join(exporter.lines[-20:])
     assert all(reason in line for line in lines)
@@ -344,7 +337,7 @@ def test_one_answer_of_100000_clients_is_counted_exactly_in_bounded_memory():
             assert exporter.get("/metrics").status_code == 200
             answered += 1
         found = samples(exporter.get("/metrics").text)
-        peak = peak_rss_mb(exporter.pid)
+        peak = exporter.peak_rss() / 2**20
     assert sample(found, "cloudflare_oauth_clients", account_id=big.id) == 100_000
     assert answered > 0
     assert peak < 100, f"peak RSS {peak:.1f} MB"

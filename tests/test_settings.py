@@ -24,6 +24,7 @@ def test_defaults_with_only_a_token():
     assert (settings.log_level, settings.log_format) == ("info", "logfmt")
     assert (settings.page_size, settings.demo, settings.once) == (50, False, False)
     assert settings.listen_address == ":9878"
+    assert settings.max_connections == 256
     assert settings.telemetry_path == "/metrics"
     assert settings.api_url == "https://api.cloudflare.com/client/v4"
     assert settings.refresh_interval == 300.0
@@ -192,11 +193,15 @@ def test_empty_or_spaced_token_files_are_refused(tmp_path):
         load(CLOUDFLARE_API_TOKEN_FILE=str(spaced))
 
 
-def test_unknown_flags_exit_2_like_every_exporter(capsys):
-    with pytest.raises(SystemExit) as raised:
+def test_an_unknown_flag_is_one_line_suggesting_the_closest(capsys):
+    with pytest.raises(ConfigError) as raised:
+        load(["--refresh.intreval", "30s"], CLOUDFLARE_API_TOKEN=TOKEN)
+    assert str(raised.value) == (
+        "unknown flag --refresh.intreval; did you mean --refresh.interval? (see --help)"
+    )
+    with pytest.raises(ConfigError, match=r"^unknown flag --no-such-flag \(see --help\)$"):
         load(["--no-such-flag"], CLOUDFLARE_API_TOKEN=TOKEN)
-    assert raised.value.code == 2
-    assert "--no-such-flag" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # no usage: the CLI prints the one line
 
 
 def test_secrets_never_show_in_reprs(tmp_path):

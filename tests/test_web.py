@@ -145,3 +145,29 @@ def test_the_status_page_forbids_scripts_framing_and_sniffing():
         assert directive in policy
     assert "script-src" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def page_request(app, method: str, accept_encoding: str) -> httpx.Response:
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            return await client.request(method, "/", headers={"Accept-Encoding": accept_encoding})
+
+    return asyncio.run(fetch())
+
+
+def test_the_status_page_is_bytes_made_once_gzipped_when_asked():
+    app, _ = make_app(FakeHealth())
+    plain = page_request(app, "GET", "identity")
+    zipped = page_request(app, "GET", "gzip")
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.text == plain.text  # httpx decodes the gzip
+    assert int(zipped.headers["content-length"]) < int(plain.headers["content-length"])
+    assert zipped.headers["vary"] == "accept-encoding"
+    head = page_request(app, "HEAD", "identity")
+    assert head.content == b""
+    assert head.headers["content-length"] == plain.headers["content-length"]
+    refused = page_request(app, "POST", "identity")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import random
+import secrets
 import ssl
 import subprocess
+import threading
 import time
 
 import bcrypt
@@ -100,7 +102,7 @@ def test_basic_auth_accepts_only_the_right_password():
     assert auth.check(basic("prometheus", PASSWORD)) is True
     assert auth.remembered(basic("prometheus", PASSWORD)) is True  # no second bcrypt
     assert auth.check(basic("prometheus", "wrong")) is False
-    assert auth.remembered(basic("prometheus", "wrong")) is None
+    assert auth.remembered(basic("prometheus", "wrong")) is False  # repeating it: no bcrypt
     assert auth.check(basic("nobody", PASSWORD)) is False
     assert auth.check(basic("prometheus", "x" * 80)) is False  # bcrypt's 72-byte limit: no 500
     for header in (None, "", "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"nocolon")
@@ -185,3 +187,59 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(secured, pki):
         for cert in (None, (str(pki.other_client_cert), str(pki.other_client_key))):
             with client(pki, cert=cert) as untrusted, pytest.raises(httpx.HTTPError):
                 untrusted.get(f"{base}/healthz")
+
+
+@pytest.mark.slow
+def test_a_flood_of_wrong_passwords_cannot_lock_out_the_right_user(tmp_path, serve_simulator):
+    # bcrypt at cost 10 (~50 ms a check), as htpasswd -nBC 10 makes: a flood saturates it.
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    config = write(tmp_path, f"basic_auth_users:\n  prometheus: {slow_hash}\n")
+    url = serve_simulator(Simulator([make_account(random.Random(3), "Secure", 5)]))
+    stop = threading.Event()
+    flood_statuses: list[int] = []
+
+    def flood(local_address: str, keep_alive: bool) -> None:
+        transport = httpx.HTTPTransport(local_address=local_address)
+        headers = {} if keep_alive else {"connection": "close"}
+        with httpx.Client(transport=transport, timeout=10, headers=headers) as flooder:
+            while not stop.is_set():
+                wrong = ("prometheus", secrets.token_hex(8))  # never the same: no memory helps
+                response = flooder.get(f"{exporter.url}/metrics", auth=wrong)
+                flood_statuses.append(response.status_code)
+
+    with ExporterProcess(
+        "--cloudflare.api-url", url, "--web.config.file", str(config), CLOUDFLARE_API_TOKEN=TOKEN
+    ) as exporter:
+        exporter.wait_ready()
+        # keep-alive flooders share the right user's address; others open a connection per try
+        flooders = [threading.Thread(target=flood, args=("127.0.0.1", True)) for _ in range(12)]
+        flooders += [threading.Thread(target=flood, args=("127.0.0.2", False)) for _ in range(12)]
+        for thread in flooders:
+            thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while 503 not in flood_statuses:  # saturated, or the test proves nothing
+                assert time.monotonic() < deadline, f"never saturated: {set(flood_statuses)}"
+                time.sleep(0.05)
+            right: list[httpx.Response] = []
+            started = time.monotonic()
+            with httpx.Client(timeout=10) as scraper:  # a new connection, as a scrape
+                while not right or right[-1].status_code != 200:
+                    # the bound: the right user gets 200 within 5 s (measured: at once)
+                    assert time.monotonic() - started < 5, [r.status_code for r in right]
+                    right.append(
+                        scraper.get(f"{exporter.url}/metrics", auth=("prometheus", PASSWORD))
+                    )
+                    if right[-1].status_code == 503:
+                        assert right[-1].headers["retry-after"] == "1"
+                        time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in flooders:
+                thread.join(timeout=15)
+        assert 401 not in [r.status_code for r in right]  # never told its password is wrong
+        assert set(flood_statuses) == {401, 503}  # wrong passwords stay 401 when checked
+        assert httpx.get(f"{exporter.url}/metrics", auth=("prometheus", "nope")).status_code == 401
+        assert (
+            httpx.get(f"{exporter.url}/metrics", auth=("prometheus", PASSWORD)).status_code == 200
+        )

@@ -7,18 +7,27 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.support.tools import clean_environ, exporter_command
 
+_LIMITED = (
+    "import os, resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
 
 class ExporterProcess:
     """`python -m exporter ...` on a free loopback port; stderr is captured line by line."""
 
-    def __init__(self, *args: str, **environ: str) -> None:
+    def __init__(self, *args: str, nofile: int | None = None, **environ: str) -> None:
+        """`nofile`: the process's file descriptor limit (soft and hard), e.g. the common 1024."""
         self.args = ["--web.listen-address", "127.0.0.1:0", *args]
         self.environ = clean_environ(**environ)
+        self.nofile = nofile
         self.lines: list[str] = []
         self.url = ""
         self.stdout = ""
@@ -26,12 +35,11 @@ class ExporterProcess:
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> ExporterProcess:
+        command = exporter_command(*self.args)
+        if self.nofile is not None:  # set in the child, which then becomes the exporter
+            command[1:1] = ["-c", _LIMITED.format(nofile=self.nofile)]
         self._process = subprocess.Popen(
-            exporter_command(*self.args),
-            env=self.environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            command, env=self.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -57,6 +65,19 @@ class ExporterProcess:
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        return host, int(port)
+
+    def peak_rss(self) -> int:
+        """The process's peak resident memory so far, in bytes (VmHWM)."""
+        assert self._process is not None
+        status = Path(f"/proc/{self._process.pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        assert match is not None
+        return int(match.group(1)) * 1024
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10)

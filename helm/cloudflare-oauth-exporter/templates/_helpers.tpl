@@ -199,6 +199,9 @@ holding ": " or "#" cannot break the manifest.
 {{- $args = append $args "--web.config.file=/etc/cloudflare-oauth-exporter/web/web-config.yml" }}
 {{- end }}
 {{- $args = append $args (printf "--web.telemetry-path=%s" .Values.web.telemetryPath) }}
+{{- with .Values.web.maxConnections }}
+{{- $args = append $args (printf "--web.max-connections=%d" (int .)) }}
+{{- end }}
 {{- $args = append $args (printf "--log.level=%s" .Values.logLevel) }}
 {{- $args = append $args (printf "--log.format=%s" .Values.logFormat) }}
 {{- concat $args .Values.extraArgs | toYaml }}
