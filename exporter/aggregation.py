@@ -48,6 +48,7 @@ class ClientCounts:
     by_finding: Breakdown
     # (label, distinct undocumented values folded into OTHER); empty when nothing was folded
     folded: tuple[tuple[str, int], ...] = ()
+    with_findings: int = 0  # clients holding at least one finding
 
 
 class ClientCounter:
@@ -62,6 +63,7 @@ class ClientCounter:
         "_total",
         "_verification",
         "_visibility",
+        "_with_findings",
     )
 
     def __init__(self) -> None:
@@ -73,6 +75,7 @@ class ClientCounter:
         self._grant_type: Counter[str] = Counter()
         self._response_type: Counter[str] = Counter()
         self._finding: Counter[str] = Counter()
+        self._with_findings = 0
 
     def add(self, client: OAuthClient, findings: frozenset[str]) -> None:
         """Count `client`, whose findings (`client_findings(client)`) the caller worked out."""
@@ -85,8 +88,10 @@ class ClientCounter:
             _count(self._grant_type, grant_type)
         for response_type in client.response_types:
             _count(self._response_type, response_type)
-        for finding in findings:  # our own names: never undocumented
-            self._finding[finding] += 1
+        if findings:
+            self._with_findings += 1
+            for finding in findings:  # our own names: never undocumented
+                self._finding[finding] += 1
 
     @property
     def total(self) -> int:
@@ -115,6 +120,7 @@ class ClientCounter:
             by_response_type=breakdown("response_type", RESPONSE_TYPES, self._response_type),
             by_finding=_breakdown(FINDINGS, self._finding)[0],
             folded=tuple(folded),
+            with_findings=self._with_findings,
         )
 
 

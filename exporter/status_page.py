@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
+from exporter.changes import ClientChange
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
 from exporter.findings import (
@@ -41,6 +42,7 @@ MAX_ACCOUNTS = 1000  # rows; the rest are counted, and /metrics has them all
 MAX_CLIENTS_PER_FINDING = 100
 MAX_NAME = 128  # characters of an account or client name shown
 MAX_ERROR = 300
+MAX_DETAIL = 300  # characters of one changed value shown (URIs can be long)
 
 # Most severe first: a redirect an attacker can choose, then codes or tokens exposed on the way,
 # then what widens who may call the client, then what is merely unproven. All but the last
@@ -107,6 +109,7 @@ class PageData:
     status: RefreshStatus | None  # None until the first refresh has ended
     telemetry_path: str
     per_client: bool
+    changes: Sequence[RecentChange] = ()  # newest first
     version: str = __version__
 
     @property
@@ -115,6 +118,7 @@ class PageData:
 
 
 Section = Callable[[PageData], str]
+RecentChange = tuple[float, str, str | None, ClientChange]  # when, account id and name, what
 
 
 def render_status_page(
@@ -123,8 +127,9 @@ def render_status_page(
     *,
     telemetry_path: str,
     per_client: bool,
+    changes: Sequence[RecentChange] = (),
 ) -> str:
-    data = PageData(_page_order(snapshots), status, telemetry_path, per_client)
+    data = PageData(_page_order(snapshots), status, telemetry_path, per_client, changes)
     body = "".join(section(data) for section in SECTIONS)
     return (
         '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
@@ -153,6 +158,7 @@ class StatusPage:
                 self._store.refresh_status,
                 telemetry_path=self._telemetry_path,
                 per_client=self._per_client,
+                changes=self._store.recent_changes(),
             )
             self._plain = page.encode("utf-8")
             self._gzipped = gzip.compress(self._plain, compresslevel=6, mtime=0)
@@ -218,9 +224,8 @@ def summary(data: PageData) -> str:
         ("Accounts up", f"{up} of {len(accounts)}", up < len(accounts)),
         ("Clients", f"{clients:,}", False),
     ]
-    holding = _clients_holding_findings(accounts) if data.per_client else None
-    if holding is not None:
-        items.append(("Clients holding findings", holding, holding != "0"))
+    holding = sum(counts.with_findings for counts in counted)
+    items.append(("Clients holding findings", f"{holding:,}", holding > 0))
     items.append(
         (
             "Findings",
@@ -282,7 +287,40 @@ def clients_by_finding(data: PageData) -> str:
     return title + ("".join(parts) or '<p class="muted">No client holds a finding.</p>\n')
 
 
-SECTIONS: tuple[Section, ...] = (header, banners, summary, accounts_table, clients_by_finding)
+def recent_changes(data: PageData) -> str:
+    """The last changes to OAuth clients across accounts, newest first (the audit trail's
+    tail; the exporter's log, logger exporter.audit, has every one)."""
+    e = _escape
+    if not data.changes:
+        return (
+            '<h2>Recent changes</h2>\n<p class="muted">None seen yet: the first good refresh '
+            "of an account is its baseline, and changes show from the next one.</p>\n"
+        )
+    rows = []
+    for when, account_id, account_name, change in data.changes:
+        what = ", ".join(f"{e(key)}: {e(_cut(value, MAX_DETAIL))}" for key, value in change.details)
+        fields = e(", ".join(change.fields))
+        rows.append(
+            f'<tr class="change {e(change.change)}" data-account-id="{e(account_id)}">'
+            f"<td>{_time(when)}</td>"
+            f"<td>{e(_cut(account_name or account_id, MAX_NAME))}</td>"
+            f"<td>{e(_cut(change.client_name, MAX_NAME)) or '<span class=muted>no name</span>'}"
+            f"<br><code>{e(_cut(change.client_id, MAX_NAME))}</code></td>"
+            f"<td>{e(change.change)}{f'<br><span class=hint>{fields}</span>' if fields else ''}"
+            f"</td><td>{what}</td></tr>\n"
+        )
+    return (
+        "<h2>Recent changes</h2>\n"
+        '<table id="changes"><colgroup><col style="width:14%"><col style="width:16%">'
+        '<col style="width:22%"><col style="width:16%"><col style="width:32%"></colgroup>\n'
+        "<thead><tr><th>When</th><th>Account</th><th>Client</th><th>Change</th>"
+        f"<th>What changed</th></tr></thead>\n<tbody>\n{''.join(rows)}</tbody></table>\n"
+    )
+
+
+SECTIONS: tuple[Section, ...] = (
+    header, banners, summary, accounts_table, clients_by_finding, recent_changes,
+)  # fmt: skip
 
 
 # --- pieces ----------------------------------------------------------------------------------
@@ -375,15 +413,6 @@ def _finding_group(finding: str, members: list[tuple[AccountSnapshot, ClientReco
         "<thead><tr><th>Client</th><th>Client ID</th><th>Account</th><th>Also holds</th></tr>"
         f"</thead>\n<tbody>\n{rows}</tbody></table>\n{left_out}</section>\n"
     )
-
-
-def _clients_holding_findings(accounts: Sequence[AccountSnapshot]) -> str | None:
-    """Distinct clients holding a finding, from the per-client records: exact unless the
-    per-client cap dropped some (clients with findings are kept first, so only when every kept
-    one holds a finding), then a lower bound."""
-    holding = sum(1 for a in accounts for c in a.clients if c.findings)
-    capped = any(a.dropped_client_series and all(c.findings for c in a.clients) for a in accounts)
-    return f"at least {holding:,}" if capped else f"{holding:,}"
 
 
 def _discovery(status: RefreshStatus | None) -> tuple[str, bool]:

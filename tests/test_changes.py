@@ -331,3 +331,18 @@ def test_a_failed_refresh_detects_nothing_and_keeps_the_baseline(living):
     assert counter(refresher, name, account.id, change="updated") == 1  # seen once, not lost
     assert refresher.refresh()
     assert counter(refresher, name, account.id, change="updated") == 1  # and not seen twice
+
+
+def test_the_status_page_keeps_the_last_changes_newest_first(living):
+    simulator, account, refresher, _ = living
+    assert refresher.refresh()
+    first = simulator.create_client(account.id, client_name="First")
+    assert refresher.refresh()
+    simulator.delete_client(account.id, first["client_id"])
+    assert refresher.refresh()
+    recent = refresher.store.recent_changes()
+    assert [(change.change, change.client_id) for _, _, _, change in recent] == [
+        ("deleted", first["client_id"]),
+        ("created", first["client_id"]),
+    ]
+    assert all(name == "Acme" for _, _, name, _ in recent)

@@ -190,7 +190,7 @@ def test_the_summary_says_what_an_sre_looks_for_first():
     assert parse(page).summary == {
         "Accounts up": "1 of 2",
         "Clients": "4",
-        "Clients holding findings": "1",
+        "Clients holding findings": "2",  # from the counts, the failing account's last good ones
         "Findings": "4 in 2 accounts",
         "Discovery": "ok",
         "Last refresh": "2026-01-01 00:00:00 UTC, took 2.5s",
@@ -200,7 +200,7 @@ def test_the_summary_says_what_an_sre_looks_for_first():
     summary = parse(render_status_page([good], explicit, telemetry_path="/m", per_client=False))
     assert summary.summary["Discovery"] == "off (--cloudflare.account-id)"
     assert "Next refresh" not in summary.summary  # --once: there is none
-    assert "Clients holding findings" not in summary.summary  # only per-client records tell
+    assert summary.summary["Clients holding findings"] == "1"  # counted with or without per-client
 
 
 def test_before_the_first_refresh_ends_the_page_says_so():
@@ -244,7 +244,7 @@ def test_with_per_client_the_clients_holding_findings_are_grouped_most_severe_fi
     ]
     assert "&lt;img&gt;" in page
     none = render_status_page([], DONE, telemetry_path="/metrics", per_client=False)
-    assert "Clients holding findings" not in none
+    assert "<h2>Clients holding findings</h2>" not in none  # the section, not the summary
 
 
 def test_a_finding_group_is_capped_with_a_pointer_to_the_metrics():
@@ -337,3 +337,25 @@ def test_a_real_browser_shows_a_token_that_cannot_list_accounts_at_first_glance(
     assert "Account discovery failed: HTTP 403 code 9109: Invalid access token." in text
     assert "the API token is invalid, expired or revoked" in text
     assert rendered.scroll_width <= rendered.window_width
+
+
+def test_recent_changes_are_listed_newest_first_and_escaped():
+    from exporter.changes import ClientChange
+
+    made = ClientChange("created", "c9", "<b>New</b>", (), (("visibility", "public"),))
+    edited = ClientChange(
+        "updated", "c1", "Old", ("visibility", "redirect_uris"),
+        (("visibility", "private -> public"), ("redirect_uris_added", "http://x/" + "y" * 900)),
+    )  # fmt: skip
+    changes = [(NOW, A, "Acme <Prod>", edited), (NOW - 60, B, None, made)]
+    page = render_status_page([], DONE, telemetry_path="/metrics", per_client=False,
+                              changes=changes)  # fmt: skip
+    section = page[page.index("<h2>Recent changes</h2>") :]
+    assert section.index('data-account-id="' + A) < section.index('data-account-id="' + B)
+    assert "Acme &lt;Prod&gt;" in section
+    assert "&lt;b&gt;New&lt;/b&gt;" in section
+    assert "<b>New</b>" not in section
+    assert "visibility: private -&gt; public" in section
+    assert "y" * 300 not in section  # long values are cut
+    empty = render_status_page([], DONE, telemetry_path="/metrics", per_client=False)
+    assert "None seen yet" in empty
