@@ -41,6 +41,9 @@ FIELDS = (
     "findings",
 )
 MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every change
+# Clients of one account that change detection follows: ~70 bytes each, so the largest baseline
+# costs ~17 MB; an account past this (or an API inventing clients) is not compared, and says so.
+MAX_CLIENTS = 250_000
 _MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
 _BLOCK = 256  # records compressed together
 _MASK64 = (1 << 64) - 1
@@ -167,8 +170,10 @@ class Baseline:
 class ChangeDetector:
     """Compares the clients of one refresh, fed as they arrive, with the previous baseline."""
 
-    def __init__(self, previous: Baseline | None) -> None:
+    def __init__(self, previous: Baseline | None, limit: int = MAX_CLIENTS) -> None:
         self._previous = previous
+        self._limit = limit
+        self.overflowed = False  # more clients than `limit`: nothing is kept or compared
         self._seen = bytearray(len(previous) if previous is not None else 0)
         self._ids = array("Q")
         self._prints = array("Q")
@@ -182,6 +187,11 @@ class ChangeDetector:
 
     def add(self, client: OAuthClient, findings: frozenset[str]) -> None:
         """One client of this refresh (each id once: the listing already removed repeats)."""
+        if self.overflowed:
+            return
+        if len(self._ids) >= self._limit:
+            self._overflow()
+            return
         record = make_record(client, findings)
         fields_text = json.dumps(record[1:], separators=(",", ":"))
         text = f"[{json.dumps(client.client_id)},{fields_text[1:]}"
@@ -203,21 +213,24 @@ class ChangeDetector:
         if previous.fingerprint(index) != fingerprint:
             self._count("updated", record, previous.record(index))
 
-    def finish(self) -> tuple[Baseline, Detected]:
-        """The new baseline, and what changed (nothing, when there was no baseline before)."""
+    def finish(self) -> tuple[Baseline | None, Detected]:
+        """The new baseline, and what changed (nothing, when there was no baseline before);
+        no baseline and nothing changed when the account had more clients than the limit."""
         previous = self._previous
-        if previous is not None:
+        if previous is not None and not self.overflowed:
             for index in self._seen_nowhere():
                 self._count("deleted", None, previous.record(index))
         if self._pending:
             self._pack()
-        order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
-        baseline = Baseline(
-            array("Q", (self._ids[i] for i in order)),
-            array("Q", (self._prints[i] for i in order)),
-            array("I", order),
-            self._blocks,
-        )
+        baseline = None
+        if not self.overflowed:
+            order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
+            baseline = Baseline(
+                array("Q", (self._ids[i] for i in order)),
+                array("Q", (self._prints[i] for i in order)),
+                array("I", order),
+                self._blocks,
+            )
         detected = Detected(
             by_change=self._by_change,
             by_field=self._by_field,
@@ -227,6 +240,18 @@ class ChangeDetector:
             total=sum(self._by_change.values()),
         )
         return baseline, detected
+
+    def _overflow(self) -> None:
+        """Too many clients to follow: let go of everything kept, now."""
+        self.overflowed = True
+        self._previous = None
+        self._seen = bytearray()
+        self._ids, self._prints, self._blocks, self._pending = array("Q"), array("Q"), [], []
+        self._by_change.clear()
+        self._by_field.clear()
+        self._gained.clear()
+        self._made_public = 0
+        self._events.clear()
 
     def _seen_nowhere(self) -> Iterable[int]:
         position = self._seen.find(0)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from exporter.aggregation import ClientCounter
 from exporter.changes import CHANGES, ChangeDetector, ChangeTotals, Detected
+from exporter.changes import MAX_CLIENTS as CHANGE_LIMIT
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
@@ -60,6 +61,7 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
+        self._too_large_to_compare: set[str] = set()  # said once per account
         self._discovery_failure: ApiFailure | None = None
         self.ready = False
 
@@ -191,6 +193,13 @@ class Poller:
             kept = selection.kept() if selection is not None else ()
             dropped = selection.dropped if selection is not None else 0
             baseline, detected = detector.finish()
+            if detector.overflowed and account.id not in self._too_large_to_compare:
+                self._too_large_to_compare.add(account.id)
+                log.warning(
+                    "change detection is off for this account: it has more clients than it "
+                    "follows; counts are exported as usual",
+                    extra={"account_id": account.id, "followed": CHANGE_LIMIT},
+                )
             # The first good refresh is the baseline: what came before it is unknown, not new.
             compared = previous is not None and previous.baseline is not None
             totals = (previous.changes if previous is not None else None) or ChangeTotals()

@@ -346,3 +346,21 @@ def test_the_status_page_keeps_the_last_changes_newest_first(living):
         ("created", first["client_id"]),
     ]
     assert all(name == "Acme" for _, _, name, _ in recent)
+
+
+def test_an_account_past_the_limit_is_not_followed_and_keeps_nothing():
+    rng = random.Random(4)
+    clients = [parse_oauth_client(make_client(rng, n)) for n in range(30)]
+    first = ChangeDetector(None, limit=20)
+    for client in clients[:10]:
+        first.add(client, client_findings(client))
+    baseline, _ = first.finish()
+    assert baseline is not None
+    detector = ChangeDetector(baseline, limit=20)
+    for client in clients:
+        detector.add(client, client_findings(client))
+    after, found = detector.finish()
+    assert detector.overflowed
+    assert after is None
+    assert found.total == 0  # not "20 created": it was not compared at all
+    assert len(detector._ids) == 0  # what it had kept is let go

@@ -11,11 +11,9 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from exporter import __version__
@@ -201,7 +199,7 @@ def test_the_image_runs_the_demo_read_only_as_nonroot_and_stops_cleanly(
     podman.run("run", "--detach", "--name", name, "--read-only",
                "--publish", f"127.0.0.1:{port}:{DEFAULT_PORT}", tag, "--demo")  # fmt: skip
     try:
-        body = _wait_for_metrics(podman, name, f"http://127.0.0.1:{port}/metrics")
+        body = podman.wait_for_metrics(name, f"http://127.0.0.1:{port}/metrics", 60, poll=0.5)
         uid = podman.run("exec", name, "python", "-c", "import os; print(os.getuid())").stdout
         stop = podman.run("stop", "--time", "5", name)
         state = json.loads(podman.run("inspect", "--format", "{{json .State}}", name).stdout)
@@ -229,17 +227,3 @@ def test_the_images_python_runs_the_charts_shard_launcher(image):
     assert 'cloudflare_oauth_exporter_shard_info{shard="2",total_shards="3"} 1' in result.stdout, (
         result.stderr[-2000:]
     )
-
-
-def _wait_for_metrics(podman: Podman, name: str, url: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == 200 and "cloudflare_oauth_clients{" in response.text:
-                return response.text
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    logs = podman.run("logs", name, check=False)
-    pytest.fail(f"no metrics within {timeout:.0f}s:\n{(logs.stdout + logs.stderr)[-3000:]}")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 
-import httpx
 import pytest
 
 from tests.support.debian import (
@@ -72,7 +70,7 @@ def test_the_quick_start_serves_metrics_on_a_clean_debian(tmp_path, suite):
         image, "bash", "-c", quick_start(),
     )  # fmt: skip
     try:
-        body = _wait_for_metrics(podman, name, f"http://127.0.0.1:{port}/metrics")
+        body = podman.wait_for_metrics(name, f"http://127.0.0.1:{port}/metrics", 900, poll=2)
         logs = podman.run("logs", name).stderr
     finally:
         podman.run("rm", "--force", name, check=False)
@@ -80,23 +78,3 @@ def test_the_quick_start_serves_metrics_on_a_clean_debian(tmp_path, suite):
     assert "cloudflare_oauth_account_up{" in body
     # The command did what a stock machine needs: it installed python3-venv itself.
     assert "installing python3-venv" in logs
-
-
-def _wait_for_metrics(podman: Podman, name: str, url: str, timeout: float = 900) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == 200 and "cloudflare_oauth_clients{" in response.text:
-                return response.text
-        except httpx.HTTPError:
-            pass
-        state = podman.run("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-        if state != "running":
-            logs = podman.run("logs", name, check=False)
-            pytest.fail(
-                f"the quick start stopped ({state}):\n{(logs.stdout + logs.stderr)[-4000:]}"
-            )
-        time.sleep(2)
-    logs = podman.run("logs", name, check=False)
-    pytest.fail(f"no metrics within {timeout:.0f}s:\n{(logs.stdout + logs.stderr)[-4000:]}")

@@ -21,14 +21,20 @@ def _assert_secret_value_is_nowhere_in_plain_text(release: Release, secret: str)
         assert var.get("value") != secret
 
 
+def _assert_only_in_the_rendered_secret(release, variable: str, value: str) -> None:
+    """The file `variable` names comes from the chart's Secret, which holds `value`, and the
+    value is nowhere else in plain text."""
+    secret_name, key = credential_source(release, release.env[variable]["value"])
+    secret = release.one("Secret")
+    assert secret["metadata"]["name"] == secret_name
+    assert base64.b64decode(secret["data"][key]).decode() == value
+    _assert_secret_value_is_nowhere_in_plain_text(release, value)
+
+
 def test_inline_token_reaches_the_container_only_as_a_secret_file(render):
     release = render(WITH_TOKEN)
     assert set(release.env) == {"CLOUDFLARE_API_TOKEN_FILE"}
-    secret_name, key = credential_source(release, release.env["CLOUDFLARE_API_TOKEN_FILE"]["value"])
-    secret = release.one("Secret")
-    assert secret["metadata"]["name"] == secret_name
-    assert base64.b64decode(secret["data"][key]).decode() == TOKEN
-    _assert_secret_value_is_nowhere_in_plain_text(release, TOKEN)
+    _assert_only_in_the_rendered_secret(release, "CLOUDFLARE_API_TOKEN_FILE", TOKEN)
 
 
 def test_existing_secret_with_a_custom_key_is_mounted_without_rendering_a_secret(render):
@@ -42,11 +48,7 @@ def test_legacy_inline_key_mounts_the_key_file_and_sets_the_email(render):
     release = render({"cloudflare": {"apiEmail": "ops@example.com", "apiKey": GLOBAL_KEY}})
     assert set(release.env) == {"CLOUDFLARE_API_EMAIL", "CLOUDFLARE_API_KEY_FILE"}
     assert release.env["CLOUDFLARE_API_EMAIL"]["value"] == "ops@example.com"
-    secret_name, key = credential_source(release, release.env["CLOUDFLARE_API_KEY_FILE"]["value"])
-    secret = release.one("Secret")
-    assert secret["metadata"]["name"] == secret_name
-    assert base64.b64decode(secret["data"][key]).decode() == GLOBAL_KEY
-    _assert_secret_value_is_nowhere_in_plain_text(release, GLOBAL_KEY)
+    _assert_only_in_the_rendered_secret(release, "CLOUDFLARE_API_KEY_FILE", GLOBAL_KEY)
 
 
 def test_legacy_key_from_an_existing_secret(render):

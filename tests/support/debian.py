@@ -22,9 +22,11 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.tools import CACHE, missing, require_root, require_tool
@@ -166,6 +168,28 @@ class Podman:
         if check and result.returncode != 0:
             pytest.fail(f"podman {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
         return result
+
+    def wait_for_metrics(self, name: str, url: str, timeout: float, *, poll: float = 1) -> str:
+        """The exporter's metrics from container `name` once they count clients; fails with the
+        container's log when they do not come, or when the container stops first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(url, timeout=5)
+                if response.status_code == 200 and "cloudflare_oauth_clients{" in response.text:
+                    return response.text
+            except httpx.HTTPError:
+                pass
+            state = self.run("inspect", "--format", "{{.State.Status}}", name, check=False)
+            if state.returncode == 0 and state.stdout.strip() != "running":
+                self._fail_with_logs(name, f"the container stopped ({state.stdout.strip()})")
+            time.sleep(poll)
+        self._fail_with_logs(name, f"no metrics within {timeout:.0f}s")
+        raise AssertionError  # not reached: pytest.fail raises
+
+    def _fail_with_logs(self, name: str, what: str) -> None:
+        logs = self.run("logs", name, check=False)
+        pytest.fail(f"{what}:\n{(logs.stdout + logs.stderr)[-4000:]}")
 
     def image_of(self, root: Path) -> str:
         """`root` as a local image (imported once; the tag carries the root's cache key)."""
