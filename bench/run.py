@@ -42,10 +42,11 @@ from pathlib import Path
 import httpx
 
 from exporter.durations import parse_duration
+from exporter.simulator import DEFAULT_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-TOKEN = "simulator-token"  # noqa: S105 - the simulator's made-up credential
+TOKEN = DEFAULT_TOKEN
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -357,7 +358,7 @@ def single_answer(clients: int) -> SingleAnswer:
     """One account answering all its clients at once; /metrics scraped while it is parsed."""
     with (
         simulator(1, clients, "0s", paging="spec") as api_url,
-        exporter(api_url, "--refresh.interval", "1h", "--cloudflare.timeout", "300s") as (
+        exporter(api_url, "--refresh.interval", "1h") as (  # the default --cloudflare.timeout
             process, url,
         ),
     ):  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import re
 import zlib
 from array import array
 from collections import Counter
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.findings import FINDINGS
-from exporter.model import OAuthClient
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
 
 CHANGES = ("created", "deleted", "updated")
 FIELDS = (
@@ -46,6 +47,12 @@ MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every
 MAX_CLIENTS = 250_000
 _MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
 _BLOCK = 256  # records compressed together
+_MAX_TEXT = 300  # characters of one kept URI or id
+_MORE = re.compile(r"\+\d+ #[A-Za-z0-9+/]{4}")  # the last item of a kept list that was cut
+# Bytes of fingerprints one account may keep, and all accounts together: whatever the API sends,
+# change detection costs no more than this (the benchmark's 200,000 clients take ~14 MB).
+MAX_ACCOUNT_BYTES = 24 << 20
+MAX_TOTAL_BYTES = 48 << 20
 _MASK64 = (1 << 64) - 1
 
 # A record is a JSON array; its positions:
@@ -69,23 +76,34 @@ def _short(value: object) -> str:
 
 
 def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
-    """What is kept of a client between refreshes (JSON-native, lists sorted)."""
+    """What is kept of a client between refreshes: JSON-native, lists sorted, every value cut
+    to a size (a record stays under ~2 KB whatever the client holds)."""
     return [
-        client.client_id,
-        client.client_name or "",
-        client.visibility,
-        client.token_endpoint_auth_method,
-        sorted(set(client.redirect_uris)),
-        sorted(set(client.post_logout_redirect_uris)),
-        sorted(set(client.allowed_cors_origins)),
-        sorted(client.grant_types),
-        sorted(client.response_types),
+        client.client_id[:_MAX_TEXT],
+        well_formed((client.client_name or "")[:MAX_LABEL_LENGTH]),
+        client.visibility[:MAX_LABEL_LENGTH],
+        (client.token_endpoint_auth_method or "")[:MAX_LABEL_LENGTH] or None,
+        _kept_list(client.redirect_uris),
+        _kept_list(client.post_logout_redirect_uris),
+        _kept_list(client.allowed_cors_origins),
+        _kept_list(client.grant_types),
+        _kept_list(client.response_types),
         client.has_rotated_secret,
         _short(tuple(sorted(set(client.scopes)))),
         _short(client.client_uri),
         _short((client.verification_status, client.verification_text)),
         sorted(findings),
     ]
+
+
+def _kept_list(values: Iterable[str]) -> list[str]:
+    """The sorted distinct values, the first few cut to _MAX_TEXT; when that is not all of
+    them, a last item `+N #digest` stands for the whole, so any change still shows."""
+    distinct = sorted(set(values))
+    kept = [well_formed(value[:_MAX_TEXT]) for value in distinct[:_MAX_LISTED]]
+    if len(distinct) > _MAX_LISTED or any(len(value) > _MAX_TEXT for value in distinct):
+        kept.append(f"+{len(distinct) - len(kept)} #{_short(tuple(distinct))}")
+    return kept
 
 
 @dataclass(frozen=True)
@@ -153,12 +171,15 @@ class Baseline:
     def fingerprint(self, index: int) -> int:
         return self._prints[index]
 
-    def record(self, index: int) -> Record:
-        number = self._where[index]
+    def number(self, index: int) -> int:
+        """Where the record of the client at `index` was packed."""
+        return self._where[index]
+
+    def record(self, number: int) -> Record:
+        """A record by its number; reading numbers in order decodes each block once."""
         block, offset = divmod(number, _BLOCK)
         if self._cached[0] != block:
-            lines = zlib.decompress(self._blocks[block]).decode().split("\n")
-            self._cached = (block, [json.loads(line) for line in lines])
+            self._cached = (block, _unpack(self._blocks[block]))
         return self._cached[1][offset]
 
     def size(self) -> int:
@@ -168,17 +189,32 @@ class Baseline:
 
 
 class ChangeDetector:
-    """Compares the clients of one refresh, fed as they arrive, with the previous baseline."""
+    """Compares the clients of one refresh, fed as they arrive, with the previous baseline.
 
-    def __init__(self, previous: Baseline | None, limit: int = MAX_CLIENTS) -> None:
+    While clients arrive it only notes which are new, which changed (their fields digest
+    differs) and which were seen; `finish` then reads the records it needs block by block, in
+    the order they were packed — the old ones, then the new — so a refresh in which every
+    client changed decodes each block once, not once per client.
+    """
+
+    def __init__(
+        self,
+        previous: Baseline | None,
+        limit: int = MAX_CLIENTS,
+        max_bytes: int = MAX_ACCOUNT_BYTES,
+    ) -> None:
         self._previous = previous
         self._limit = limit
-        self.overflowed = False  # more clients than `limit`: nothing is kept or compared
+        self._max_bytes = max_bytes
+        self.overflowed = False  # past `limit` clients or `max_bytes`: nothing kept or compared
         self._seen = bytearray(len(previous) if previous is not None else 0)
         self._ids = array("Q")
         self._prints = array("Q")
         self._blocks: list[bytes] = []
+        self._packed_bytes = 0
         self._pending: list[str] = []
+        self._updated_old = array("I")  # record numbers in the previous baseline...
+        self._updated_new = array("I")  # ...and in this one, of the clients that changed
         self._by_change: Counter[str] = Counter()
         self._by_field: Counter[str] = Counter()
         self._gained: Counter[str] = Counter()
@@ -194,9 +230,10 @@ class ChangeDetector:
             return
         record = make_record(client, findings)
         fields_text = json.dumps(record[1:], separators=(",", ":"))
-        text = f"[{json.dumps(client.client_id)},{fields_text[1:]}"
+        text = f"[{json.dumps(record[_ID])},{fields_text[1:]}"
         digest = _digest(client.client_id)
         fingerprint = _digest(fields_text)
+        number = len(self._ids)
         self._ids.append(digest)
         self._prints.append(fingerprint)
         self._pending.append(text)
@@ -211,17 +248,20 @@ class ChangeDetector:
             return
         self._seen[index] = 1
         if previous.fingerprint(index) != fingerprint:
-            self._count("updated", record, previous.record(index))
+            self._updated_old.append(previous.number(index))
+            self._updated_new.append(number)
+
+    def pending_work(self) -> int:
+        """Records `finish` will read: a measure of whether to do it off the event loop."""
+        return len(self._updated_old) + self._seen.count(0)
 
     def finish(self) -> tuple[Baseline | None, Detected]:
         """The new baseline, and what changed (nothing, when there was no baseline before);
-        no baseline and nothing changed when the account had more clients than the limit."""
-        previous = self._previous
-        if previous is not None and not self.overflowed:
-            for index in self._seen_nowhere():
-                self._count("deleted", None, previous.record(index))
-        if self._pending:
+        no baseline and nothing changed when the account was too large to follow."""
+        if self._pending and not self.overflowed:
             self._pack()
+        if self._previous is not None and not self.overflowed:
+            self._compare(self._previous)
         baseline = None
         if not self.overflowed:
             order = sorted(range(len(self._ids)), key=self._ids.__getitem__)
@@ -241,51 +281,118 @@ class ChangeDetector:
         )
         return baseline, detected
 
+    def _compare(self, previous: Baseline) -> None:
+        # Deleted: counted; only the first few are read, for their audit lines.
+        deleted = [previous.number(i) for i in _zeros(self._seen)]
+        self._by_change["deleted"] += len(deleted)
+        room = max(0, MAX_EVENTS - len(self._events))
+        # Updated: the old records' comparable values, read in packing order...
+        count = len(self._updated_old)
+        by_old = sorted(range(count), key=self._updated_old.__getitem__)
+        listed = set(sorted(range(count), key=self._updated_new.__getitem__)[:room])
+        before: list[_Comparable | None] = [None] * count
+        kept_before: dict[int, Record] = {}
+        for position in by_old:
+            record = previous.record(self._updated_old[position])
+            before[position] = _comparable(record)
+            if position in listed:
+                kept_before[position] = record
+        # ...then the new ones, in the order they arrived.
+        own = Baseline(array("Q"), array("Q"), array("I"), self._blocks)
+        for position in sorted(range(count), key=self._updated_new.__getitem__):
+            now = own.record(self._updated_new[position])
+            old = before[position]
+            assert old is not None
+            fields = tuple(f for f, a, b in zip(FIELDS, old.fields, _field_digests(now),
+                                                 strict=True) if a != b)  # fmt: skip
+            self._count("updated", now, kept_before.get(position), fields, old)
+        for number in sorted(deleted)[: max(0, MAX_EVENTS - len(self._events))]:
+            record = previous.record(number)
+            self._events.append(_event("deleted", record, None, (), record))
+
     def _overflow(self) -> None:
-        """Too many clients to follow: let go of everything kept, now."""
+        """Too many clients, or bytes, to follow: let go of everything kept, now."""
         self.overflowed = True
         self._previous = None
         self._seen = bytearray()
         self._ids, self._prints, self._blocks, self._pending = array("Q"), array("Q"), [], []
+        self._updated_old, self._updated_new = array("I"), array("I")
         self._by_change.clear()
         self._by_field.clear()
         self._gained.clear()
         self._made_public = 0
         self._events.clear()
 
-    def _seen_nowhere(self) -> Iterable[int]:
-        position = self._seen.find(0)
-        while position != -1:
-            yield position
-            position = self._seen.find(0, position + 1)
-
     def _pack(self) -> None:
-        self._blocks.append(zlib.compress("\n".join(self._pending).encode(), 9))
+        block = zlib.compress("\n".join(self._pending).encode(), 9)
         self._pending = []
+        self._blocks.append(block)
+        self._packed_bytes += len(block) + 20 * _BLOCK  # the block, and its clients' arrays
+        if self._packed_bytes > self._max_bytes:
+            self._overflow()
 
-    def _count(self, change: str, now: Record | None, before: Record | None) -> None:
+    def _count(
+        self,
+        change: str,
+        now: Record,
+        before: Record | None,
+        fields: tuple[str, ...] = (),
+        old: _Comparable | None = None,
+    ) -> None:
+        """A created client (no `old`) or an updated one (`old`, and `before` when listed)."""
         self._by_change[change] += 1
-        fields: tuple[str, ...] = ()
-        if now is not None and before is not None:
-            fields = tuple(f for f in FIELDS if now[_FIELD_AT[f]] != before[_FIELD_AT[f]])
-            self._by_field.update(fields)
-            if before[_VISIBILITY] != "public" and now[_VISIBILITY] == "public":
-                self._made_public += 1
-        if now is not None:
-            held_before = set(_strings(before[_FINDINGS])) if before is not None else set()
-            self._gained.update(set(_strings(now[_FINDINGS])) - held_before)
-        if len(self._events) < MAX_EVENTS:
-            shown = now if now is not None else before
-            assert shown is not None
-            self._events.append(
-                ClientChange(
-                    change=change,
-                    client_id=str(shown[_ID]),
-                    client_name=str(shown[_NAME]),
-                    fields=fields,
-                    details=_details(now, before),
-                )
-            )
+        self._by_field.update(fields)
+        held_before = old.findings if old is not None else set()
+        self._gained.update(set(_strings(now[_FINDINGS])) - held_before)
+        if old is not None and not old.public and now[_VISIBILITY] == "public":
+            self._made_public += 1
+        if len(self._events) < MAX_EVENTS and (change == "created" or before is not None):
+            self._events.append(_event(change, now, before, fields, now))
+
+
+@dataclass(frozen=True)
+class _Comparable:
+    """What comparing an old record with a new one needs of the old one."""
+
+    fields: tuple[int, ...]  # a digest per field of FIELDS
+    findings: set[str]
+    public: bool
+
+
+def _comparable(record: Record) -> _Comparable:
+    return _Comparable(
+        _field_digests(record),
+        set(_strings(record[_FINDINGS])),
+        record[_VISIBILITY] == "public",
+    )
+
+
+def _field_digests(record: Record) -> tuple[int, ...]:
+    return tuple(hash(repr(record[_FIELD_AT[f]])) & 0xFFFFFFFF for f in FIELDS)
+
+
+def _event(
+    change: str, now: Record | None, before: Record | None, fields: tuple[str, ...],
+    shown: Record,
+) -> ClientChange:  # fmt: skip
+    return ClientChange(
+        change=change,
+        client_id=well_formed(str(shown[_ID])),
+        client_name=well_formed(str(shown[_NAME])),
+        fields=fields,
+        details=_details(now, before),
+    )
+
+
+def _unpack(block: bytes) -> list[Record]:
+    return [json.loads(line) for line in zlib.decompress(block).decode().split("\n")]
+
+
+def _zeros(flags: bytearray) -> Iterable[int]:
+    position = flags.find(0)
+    while position != -1:
+        yield position
+        position = flags.find(0, position + 1)
 
 
 def _details(now: Record | None, before: Record | None) -> tuple[tuple[str, str], ...]:
@@ -308,7 +415,9 @@ def _details(now: Record | None, before: Record | None) -> tuple[tuple[str, str]
             details.append((key, f"{_plain(before[at])} -> {_plain(now[at])}"))
     for key, at in (("redirect_uris", _REDIRECTS), ("post_logout_redirect_uris", _LOGOUTS),
                     ("allowed_cors_origins", _ORIGINS), ("findings", _FINDINGS)):  # fmt: skip
-        old, new = set(_strings(before[at])), set(_strings(now[at]))
+        old_values, old_more = _split(before[at])
+        new_values, new_more = _split(now[at])
+        old, new = set(old_values), set(new_values)
         name = "findings_" if key == "findings" else f"{key}_"
         if new - old:
             details.append((f"{name}{'gained' if key == 'findings' else 'added'}",
@@ -316,6 +425,8 @@ def _details(now: Record | None, before: Record | None) -> tuple[tuple[str, str]
         if old - new:
             details.append((f"{name}{'lost' if key == 'findings' else 'removed'}",
                             _listed(sorted(old - new))))  # fmt: skip
+        if (old_more or new_more) and (old_more != new_more or old != new):
+            details.append((f"{key}_count", f"{len(old) + old_more} -> {len(new) + new_more}"))
     if now[_ROTATED] != before[_ROTATED]:
         details.append(("secret", "rotated" if now[_ROTATED] else "rotated secret deleted"))
     return tuple(details)
@@ -331,12 +442,19 @@ def _plain(value: object) -> str:
     return "unspecified" if value is None else str(value)
 
 
-def _listed(values: object) -> str:
+def _split(values: object) -> tuple[list[str], int]:
+    """A kept list's values, and how many more the client held than were kept."""
     items = _strings(values)
+    if items and _MORE.fullmatch(items[-1]):
+        return items[:-1], int(items[-1][1:].partition(" ")[0])
+    return items, 0
+
+
+def _listed(values: object) -> str:
+    items, more = _split(values)
+    more += max(0, len(items) - _MAX_LISTED)
     text = ", ".join(items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        text += f" (+{len(items) - _MAX_LISTED} more)"
-    return text
+    return f"{text} (+{more} more)" if more else text
 
 
 @dataclass

@@ -106,6 +106,7 @@ class _Listing:
     id_field: str
     max_items: int
     too_many: str  # what to do when there are more than max_items
+    account_id: str | None = None  # whose listing, for the log
 
 
 class _Refused(Exception):
@@ -227,7 +228,7 @@ class CloudflareAPI:
 
         listing = _Listing(
             OAUTH_CLIENTS_ENDPOINT, path, self._page_size, "client_id", self._max_clients,
-            "if that is real, raise --cloudflare.max-clients-per-account",
+            "if that is real, raise --cloudflare.max-clients-per-account", account_id,
         )  # fmt: skip
         return await self._list(listing, parse_oauth_client, scrubbed)
 
@@ -276,13 +277,19 @@ class CloudflareAPI:
         if pager.total_count is not None and len(seen) < pager.total_count:
             log.info(
                 "fewer distinct items than the API's total_count",
-                extra={"endpoint": endpoint, "path": listing.path, "stopped_by": pager.stopped_by,
+                extra={"endpoint": endpoint, "account_id": listing.account_id or "",
+                       "stopped_by": pager.stopped_by,
                        "distinct": len(seen), "total_count": pager.total_count},
             )  # fmt: skip
         return ListingSummary(len(seen), progress.requests, pager.stopped_by, pager.total_count)
 
     def _learned(self, endpoint: str, what: str) -> None:
-        log.info("learned how an endpoint pages", extra={"endpoint": endpoint, "learned": what})
+        # One lesson for every account: an endpoint is one piece of Cloudflare's code, and pages
+        # the same way whichever account it lists.
+        log.info(
+            "learned how an endpoint pages, for every account",
+            extra={"endpoint": endpoint, "learned": what},
+        )
 
     async def _page(
         self,

@@ -27,6 +27,9 @@ FINDINGS = (
     PUBLIC_UNVERIFIED,
     INVALID_URI,
 )
+# The findings that make a client risky (warnings in the bundled alerts, red on the status
+# page); public_unverified is only unproven, and has a milder alert of its own.
+RISKY_FINDINGS = tuple(finding for finding in FINDINGS if finding != PUBLIC_UNVERIFIED)
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 # The shape nearly every real URI has: checked by one regex match instead of a full parse.

@@ -14,7 +14,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from exporter.aggregation import ClientCounter
-from exporter.changes import CHANGES, ChangeDetector, ChangeTotals, Detected
+from exporter.changes import (
+    CHANGES,
+    MAX_ACCOUNT_BYTES,
+    MAX_TOTAL_BYTES,
+    ChangeDetector,
+    ChangeTotals,
+    ClientChange,
+    Detected,
+)
 from exporter.changes import MAX_CLIENTS as CHANGE_LIMIT
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.durations import format_duration
@@ -29,6 +37,7 @@ from exporter.snapshot import AccountSnapshot
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("exporter.audit")  # one line per OAuth client change: filter on it
+_LARGE_COMPARISON = 2000  # changed clients past which they are compared on a thread
 
 
 class Poller:
@@ -62,6 +71,7 @@ class Poller:
         self._sleep = sleep
         self._per_client_limit = per_client_limit
         self._too_large_to_compare: set[str] = set()  # said once per account
+        self._baseline_bytes: dict[str, int] = {}  # change detection's memory, per account
         self._discovery_failure: ApiFailure | None = None
         self.ready = False
 
@@ -84,7 +94,11 @@ class Poller:
         requests_before = self._api.requests_sent
         ok = await self._discover() if self._discovering else True
 
-        self._store.retain({account.id for account in self._accounts})
+        known = {account.id for account in self._accounts}
+        self._store.retain(known)
+        for gone in self._baseline_bytes.keys() - known:
+            del self._baseline_bytes[gone]
+        self._too_large_to_compare &= known
 
         pending = deque(self._accounts)
         failures = 0
@@ -159,7 +173,10 @@ class Poller:
         started = self._monotonic()
         previous = self._store.snapshot(account.id)
         counter = ClientCounter()
-        detector = ChangeDetector(previous.baseline if previous is not None else None)
+        detector = ChangeDetector(
+            previous.baseline if previous is not None else None,
+            max_bytes=self._change_budget(account.id),
+        )
         selection = (
             ClientSelection(self._per_client_limit, self._store.per_client_series)
             if self._per_client_limit is not None
@@ -192,12 +209,18 @@ class Poller:
         if error is None:
             kept = selection.kept() if selection is not None else ()
             dropped = selection.dropped if selection is not None else 0
-            baseline, detected = detector.finish()
+            if detector.pending_work() > _LARGE_COMPARISON:
+                # Many changed clients: compared on a thread, so scrapes are not held up.
+                baseline, detected = await asyncio.to_thread(detector.finish)
+            else:
+                baseline, detected = detector.finish()
+            self._baseline_bytes[account.id] = baseline.size() if baseline is not None else 0
             if detector.overflowed and account.id not in self._too_large_to_compare:
                 self._too_large_to_compare.add(account.id)
                 log.warning(
                     "change detection is off for this account: it has more clients than it "
-                    "follows; counts are exported as usual",
+                    "follows, or they would take more memory than change detection may use; "
+                    "counts are exported as usual",
                     extra={"account_id": account.id, "followed": CHANGE_LIMIT},
                 )
             # The first good refresh is the baseline: what came before it is unknown, not new.
@@ -246,6 +269,12 @@ class Poller:
         self._store.put(snapshot)
         return error is None
 
+    def _change_budget(self, account_id: str) -> int:
+        """Bytes this account's next baseline may take: its share, and what all accounts'
+        baselines leave of the total (its own current one will be replaced)."""
+        others = sum(self._baseline_bytes.values()) - self._baseline_bytes.get(account_id, 0)
+        return max(0, min(MAX_ACCOUNT_BYTES, MAX_TOTAL_BYTES - others))
+
     def _audit(self, account: Account, detected: Detected) -> None:
         """One line per change (the first MAX_EVENTS of a refresh), then one for the rest."""
         for change in detected.events:
@@ -262,9 +291,13 @@ class Poller:
                 extra={"account_id": account.id, "account_name": account.name or "",
                        "listed": len(detected.events),
                        "not_listed": detected.total - len(detected.events),
-                       **{change: detected.by_change[change] for change in CHANGES}},
+                       **{f"clients_{change}": detected.by_change[change] for change in CHANGES}},
             )  # fmt: skip
-        self._store.record_changes(self._clock(), account.id, account.name, detected.events)
+        listed: list[ClientChange] = list(detected.events)
+        if detected.total > len(listed):  # the status page says so too
+            more = detected.total - len(listed)
+            listed.append(ClientChange("not listed", "", "", (), (("changes", str(more)),)))
+        self._store.record_changes(self._clock(), account.id, account.name, listed)
 
     def _warn_overrun(self, elapsed: float, requests: int) -> None:
         advice = "raise --refresh.interval or shard the accounts across replicas"

@@ -23,10 +23,12 @@ from exporter.changes import ClientChange
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
 from exporter.findings import (
+    FINDINGS,
     HTTP_REDIRECT_URI,
     IMPLICIT_GRANT,
     INVALID_URI,
     PUBLIC_UNVERIFIED,
+    RISKY_FINDINGS,
     WILDCARD_CORS_ORIGIN,
     WILDCARD_REDIRECT_URI,
 )
@@ -63,7 +65,7 @@ _WHY = {
     INVALID_URI: "a URI the authorization server and the client may read differently",
     PUBLIC_UNVERIFIED: "a public client whose domain ownership is unproven",
 }
-_INFO = frozenset({PUBLIC_UNVERIFIED})
+_INFO = frozenset(FINDINGS) - frozenset(RISKY_FINDINGS)  # shown in yellow, not red
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; padding: 1.2em 1.5em;
@@ -160,7 +162,7 @@ class StatusPage:
                 per_client=self._per_client,
                 changes=self._store.recent_changes(),
             )
-            self._plain = page.encode("utf-8")
+            self._plain = page.encode("utf-8", "replace")  # never a 500 for one odd char
             self._gzipped = gzip.compress(self._plain, compresslevel=6, mtime=0)
             self._rendered_for = refreshes
         return self._gzipped if gzipped else self._plain
@@ -298,6 +300,16 @@ def recent_changes(data: PageData) -> str:
         )
     rows = []
     for when, account_id, account_name, change in data.changes:
+        if change.change == "not listed":  # a burst: only its first changes were listed
+            count = dict(change.details).get("changes", "")
+            rows.append(
+                f'<tr class="change more" data-account-id="{e(account_id)}"><td>{_time(when)}'
+                f"</td><td>{e(_cut(account_name or account_id, MAX_NAME))}</td>"
+                f'<td colspan="3" class="muted">and {e(count)} more changes in that refresh, '
+                "counted by cloudflare_oauth_client_changes_total but not listed one by one"
+                "</td></tr>\n"
+            )
+            continue
         what = ", ".join(f"{e(key)}: {e(_cut(value, MAX_DETAIL))}" for key, value in change.details)
         fields = e(", ".join(change.fields))
         rows.append(

@@ -29,7 +29,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
+from exporter.findings import RISKY_FINDINGS
 
 OUTPUT = (
     Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account_id=~"$account"'
 # The findings that make a client risky, as the alert CloudflareOAuthClientGainedRiskyFinding
 # selects them: every finding but public_unverified, which has its own, milder alert.
-RISKY = "|".join(finding for finding in FINDINGS if finding != PUBLIC_UNVERIFIED)
+RISKY = "|".join(RISKY_FINDINGS)
 
 
 def query(expr: str, legend: str = "") -> prometheus.Dataquery:

@@ -21,12 +21,10 @@ from exporter.findings import FINDINGS, client_findings
 from exporter.model import OAuthClient, parse_oauth_client
 from exporter.poller import Poller
 from exporter.simulator import Fault, Simulator, make_account, make_client
+from exporter.status_page import render_status_page
 from tests.support.defaults import api_options
 from tests.support.exposition import sample, samples
 from tests.support.simulator import TOKEN
-
-RISKY = ("http_redirect_uri", "wildcard_redirect_uri", "wildcard_cors_origin", "implicit_grant",
-         "invalid_uri")  # fmt: skip
 
 
 def detect(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]) -> Detected:
@@ -132,9 +130,20 @@ def test_an_audit_line_says_what_changed_before_and_after():
 def test_long_lists_in_an_audit_line_are_cut_with_a_count():
     many = {**CLIENT, "redirect_uris": [f"https://{n}.example.com/cb" for n in range(40)]}
     [event] = detect([CLIENT], [many]).events
-    added = dict(event.details)["redirect_uris_added"]
-    assert added.endswith("(+35 more)")
-    assert added.count("https://") == 5
+    details = dict(event.details)
+    assert details["redirect_uris_added"].count("https://") == 5  # the first kept, sorted
+    assert details["redirect_uris_count"] == "1 -> 40"  # and how many there are now
+
+
+def test_a_change_past_the_kept_values_is_still_seen():
+    uris = [f"https://{n}.example.com/cb" for n in range(40)]
+    many = {**CLIENT, "redirect_uris": uris}
+    changed = {**CLIENT, "redirect_uris": [*uris[:-1], "https://new.example.com"]}
+    found = detect([many], [changed])
+    assert found.by_field == Counter({"redirect_uris": 1})
+    long = {**CLIENT, "redirect_uris": ["https://a.example.com/" + "x" * 400]}
+    longer = {**CLIENT, "redirect_uris": ["https://a.example.com/" + "x" * 400 + "y"]}
+    assert detect([long], [longer]).by_field == Counter({"redirect_uris": 1})
 
 
 def test_a_burst_is_counted_in_full_and_listed_in_part():
@@ -364,3 +373,120 @@ def test_an_account_past_the_limit_is_not_followed_and_keeps_nothing():
     assert after is None
     assert found.total == 0  # not "20 created": it was not compared at all
     assert len(detector._ids) == 0  # what it had kept is let go
+
+
+def test_a_refresh_in_which_everything_changed_reads_each_block_once(monkeypatch):
+    from exporter import changes
+
+    rng = random.Random(9)
+    raw = [make_client(rng, n) for n in range(5000)]
+    detector = ChangeDetector(None)
+    for item in raw:
+        client = parse_oauth_client(item)
+        detector.add(client, client_findings(client))
+    baseline, _ = detector.finish()
+    decodes = 0
+    unpack = changes._unpack
+
+    def counting(block: bytes):
+        nonlocal decodes
+        decodes += 1
+        return unpack(block)
+
+    monkeypatch.setattr(changes, "_unpack", counting)
+    survivors = [{**item, "client_name": "renamed"} for item in raw[1000:]]
+    rng.shuffle(survivors)  # an API that answers in another order each time
+    detector = ChangeDetector(baseline)
+    for item in survivors:
+        client = parse_oauth_client(item)
+        detector.add(client, client_findings(client))
+    _, found = detector.finish()
+    assert found.by_change == Counter({"updated": 4000, "deleted": 1000})
+    assert found.by_field == Counter({"client_name": 4000})
+    blocks = -(-5000 // 256) + -(-4000 // 256)  # old blocks, then new ones
+    assert decodes <= blocks + 1  # + the deleted clients listed (the first few)
+
+
+def test_change_detection_lets_go_past_its_memory_budget():
+    rng = random.Random(10)
+    detector = ChangeDetector(None, max_bytes=64 * 1024)
+    for n in range(5000):
+        client = parse_oauth_client(make_client(rng, n))
+        detector.add(client, client_findings(client))
+    baseline, found = detector.finish()
+    assert detector.overflowed
+    assert baseline is None
+    assert found.total == 0
+
+
+def test_the_audit_line_as_written_says_before_and_after(living):
+    import io
+    import json as json_module
+
+    from exporter.logs import configure_logging
+
+    simulator, account, refresher, http = living
+    target = account.clients[2]
+    simulator.update_client(account.id, target["client_id"], has_rotated_secret=True,
+                            grant_types=["authorization_code"])  # fmt: skip
+    assert refresher.refresh()
+    base = f"/accounts/{account.id}/oauth_clients/{target['client_id']}"
+    patch = {
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "post_logout_redirect_uris": ["https://bye.example.com"], "allowed_cors_origins": ["*"],
+    }  # fmt: skip
+    assert http.patch(base, json=patch).status_code == 200
+    assert http.delete(f"{base}/rotate_secret").status_code == 200
+    lines = {}
+    for log_format in ("json", "logfmt"):
+        stream = io.StringIO()
+        configure_logging("info", log_format, stream=stream)
+        try:
+            assert refresher.refresh()
+        finally:
+            configure_logging("info", "logfmt")
+        [lines[log_format]] = [
+            line for line in stream.getvalue().splitlines() if "oauth client changed" in line
+        ]
+        assert http.post(f"{base}/rotate_secret").status_code == 200  # the next change
+    event = json_module.loads(lines["json"])
+    assert event["logger"] == "exporter.audit"
+    assert event["change"] == "updated"
+    assert event["secret"] == "rotated secret deleted"
+    assert event["grant_types"] == "authorization_code -> authorization_code,refresh_token"
+    assert event["findings_gained"] == "wildcard_cors_origin"
+    assert event["allowed_cors_origins_added"] == "*"
+    assert event["post_logout_redirect_uris_added"] == "https://bye.example.com"
+    assert event["post_logout_redirect_uris_removed"].startswith("https://")
+    assert event["token_endpoint_auth_method"].endswith(" -> none")
+    line = lines["logfmt"]
+    assert line.split(" ", 1)[1].startswith(
+        'level=info logger=exporter.audit msg="oauth client changed" account_id='
+    )
+    assert f"client_id={target['client_id']} " in line
+    assert " change=updated fields=has_rotated_secret secret=rotated" in line
+
+
+def test_a_burst_through_the_refresh_logs_a_bounded_number_of_lines(living, caplog):
+    simulator, account, refresher, _ = living
+    assert refresher.refresh()
+    for n in range(MAX_EVENTS + 30):
+        simulator.create_client(account.id, client_name=f"Burst {n}")
+    with caplog.at_level(logging.INFO, logger="exporter.audit"):
+        assert refresher.refresh()
+    lines = [r for r in caplog.records if r.name == "exporter.audit"]
+    assert len(lines) == MAX_EVENTS + 1
+    summary = lines[-1]
+    assert summary.not_listed == 30
+    assert summary.clients_created == MAX_EVENTS + 30
+    assert counter(refresher, "cloudflare_oauth_client_changes_total", account.id,
+                   change="created") == MAX_EVENTS + 30  # fmt: skip
+    recent = [change for _, _, _, change in refresher.store.recent_changes()]
+    assert recent[0].change == "not listed"  # newest first: the status page says it was cut
+    assert dict(recent[0].details) == {"changes": "30"}
+    page = render_status_page(
+        [], None, telemetry_path="/metrics", per_client=False,
+        changes=refresher.store.recent_changes(),
+    )  # fmt: skip
+    assert "and 30 more changes in that refresh" in page

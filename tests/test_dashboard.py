@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from exporter.families import ACCOUNT_FAMILIES
-from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
+from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED, RISKY_FINDINGS
 from tests.support.tools import (
     DASHBOARD,
     ROOT,
@@ -90,7 +90,7 @@ def test_the_risky_clients_panel_selects_the_findings_the_alert_does():
         if rule.get("alert") == "CloudflareOAuthClientGainedRiskyFinding"
     )  # fmt: skip
     assert f'finding=~"{selected}"' in alert["expr"]
-    assert set(selected.split("|")) == set(FINDINGS) - {PUBLIC_UNVERIFIED}
+    assert set(selected.split("|")) == set(RISKY_FINDINGS) == set(FINDINGS) - {PUBLIC_UNVERIFIED}
 
 
 # --- Grafana's own schema: npm @grafana/schema, checked by the TypeScript compiler ---------------

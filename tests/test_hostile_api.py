@@ -327,8 +327,7 @@ def test_one_answer_of_100000_clients_is_counted_exactly_in_bounded_memory():
     rng = random.Random(100)
     big = make_account(rng, "Big", 100_000, paging="spec")
     with SimulatorThread(Simulator([big], cache_pages=True)) as api, ExporterProcess(
-        "--cloudflare.api-url", api.url, "--cloudflare.timeout", "120s",
-        CLOUDFLARE_API_TOKEN=TOKEN,
+        "--cloudflare.api-url", api.url, CLOUDFLARE_API_TOKEN=TOKEN,  # default flags
     ) as exporter:  # fmt: skip
         # Scrapes keep being answered while the answer is parsed (the event loop stays free):
         # the benchmark measures how fast; here, that none waits for the refresh.

@@ -182,7 +182,7 @@ def test_the_400_fallback_is_learned_once_per_endpoint_and_said_once(serve_simul
     assert [len(ids) for ids, _ in found] == [30, 30, 30]
     assert [sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts] == [2, 1, 1]
     assert sim.status_counts[400] == 1
-    learned = [r for r in caplog.records if r.getMessage() == "learned how an endpoint pages"]
+    learned = [r for r in caplog.records if r.getMessage().startswith("learned how an endpoint")]
     assert len(learned) == 1
     assert learned[0].endpoint == CLIENTS
 
@@ -236,3 +236,32 @@ def test_a_client_with_an_empty_id_is_still_a_client(serve_simulator):
     ((ids, summary),) = list_all(url, [account])
     assert "" in ids
     assert summary.distinct == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_paging_behaviour_exports_exact_counts_with_up_1(serve_simulator, mode):
+    """The same behaviours through the refresh and the exposition, as a user sees them."""
+    from exporter.exposition import ExpositionStore
+    from exporter.poller import Poller
+    from tests.support.exposition import sample
+
+    rng = random.Random(len(mode))
+    accounts = [make_account(rng, f"Account {n}", n, paging=mode) for n in (0, 33, 120)]
+    url = serve_simulator(Simulator(accounts))
+
+    async def refresh() -> bytes:
+        store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
+        api = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options())
+        poller = Poller(api, store, account_ids=(), interval=300, concurrency=1, rate_limit=0)
+        try:
+            assert await poller.refresh()
+        finally:
+            await api.aclose()
+        return store.render()
+
+    body = asyncio.run(refresh())
+    for account in accounts:
+        assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
+        assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(
+            account.clients
+        )

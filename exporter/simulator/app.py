@@ -461,20 +461,19 @@ async def change_now_and_then(
                 account_id, client_name=f"Demo app {step}", redirect_uris=[f"https://{host}/cb"],
                 token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - an enum value
             )["client_id"])  # fmt: skip
-        elif kind == 1:
-            uris = simulator._client(account_id, target).get("redirect_uris", [])
-            simulator.update_client(
-                account_id, target, redirect_uris=[*uris, "http://insecure.example.com/cb"]
-            )
-        elif kind == 2:
+        elif kind == 1:  # a new redirect URI, over plain http: a risky finding gained
+            client = next(c for c in clients if c.get("client_id") == target)
+            uris = [*client.get("redirect_uris", []), f"http://insecure{step}.example.com/cb"]
+            simulator.update_client(account_id, target, redirect_uris=uris[-3:])
+        elif kind == 2:  # made public, or (when none is private any more) private again
             private = [c["client_id"] for c in clients if c.get("visibility") != "public"]
-            simulator.update_client(
-                account_id, rng.choice(private or [target]), visibility="public"
-            )
-        elif kind == 3:
+            if private:
+                simulator.update_client(account_id, rng.choice(private), visibility="public")
+            else:
+                simulator.update_client(account_id, target, visibility="private")
+        elif kind == 3:  # a secret rotated, or an old one deleted
             kept = [c["client_id"] for c in clients if not c.get("has_rotated_secret")]
-            simulator.update_client(
-                account_id, rng.choice(kept or [target]), has_rotated_secret=True
-            )
+            chosen = rng.choice(kept or [target])
+            simulator.update_client(account_id, chosen, has_rotated_secret=bool(kept))
         elif made:
             simulator.delete_client(account_id, made.pop(0))
