@@ -149,6 +149,9 @@ class ChangeTotals:
         )
 
 
+NO_CHANGES = ChangeTotals()  # shared by every account that has not changed yet
+
+
 class Baseline:
     """The fingerprints of one account's clients after a good refresh; never changed after."""
 

@@ -18,8 +18,8 @@ from exporter.changes import (
     CHANGES,
     MAX_ACCOUNT_BYTES,
     MAX_TOTAL_BYTES,
+    NO_CHANGES,
     ChangeDetector,
-    ChangeTotals,
     ClientChange,
     Detected,
 )
@@ -225,7 +225,7 @@ class Poller:
                 )
             # The first good refresh is the baseline: what came before it is unknown, not new.
             compared = previous is not None and previous.baseline is not None
-            totals = (previous.changes if previous is not None else None) or ChangeTotals()
+            totals = (previous.changes if previous is not None else None) or NO_CHANGES
             if compared and detected.total:
                 totals = totals.plus(detected)
                 self._audit(account, detected)
