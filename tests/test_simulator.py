@@ -162,3 +162,24 @@ def test_the_demos_living_account_changes_in_every_way_change_detection_counts()
     assert set(by_change) == {"created", "updated", "deleted"}
     assert {"redirect_uris", "visibility", "has_rotated_secret"} <= set(by_field)
     assert gained["http_redirect_uri"] >= 1
+
+
+def test_the_write_endpoints_answer_as_the_api_does(serve_simulator):
+    import httpx
+
+    account = make_account(random.Random(31), "Writable", 2)
+    url = serve_simulator(simulator := Simulator([account]))
+    base = f"/accounts/{account.id}/oauth_clients"
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        made = http.post(base, json={"client_name": "New", "visibility": "public"}).json()
+        client_id = made["result"]["client_id"]
+        assert http.get(f"{base}/{client_id}").json()["result"]["client_name"] == "New"
+        assert http.post(f"{base}/{client_id}/rotate_secret").json()["result"]["has_rotated_secret"]
+        assert not http.delete(f"{base}/{client_id}/rotate_secret").json()["result"][
+            "has_rotated_secret"
+        ]
+        assert http.patch(f"{base}/{client_id}", json={"client_id": "x"}).status_code == 400
+        assert http.get(f"{base}/nope").status_code == 404
+        assert http.delete(f"{base}/{client_id}").status_code == 200
+        assert http.get(f"{base}/{client_id}").status_code == 404
+    assert len(simulator.accounts[account.id].clients) == 2
