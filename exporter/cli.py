@@ -98,7 +98,8 @@ def once_summary(store: ExpositionStore, *, demo: bool = False) -> str:
         failed.append(f"account discovery ({_one_line(str(failure))}{hint})")
     if down:
         listed = ", ".join(
-            f"{_one_line(a.account_name or a.account_id)} ({_one_line(a.last_error or 'failed')})"
+            f"{_one_line(a.account_name or a.account_id)} "
+            f"({_one_line(str(a.last_error) if a.last_error else 'failed')})"
             for a in down[:3]
         )
         more = f" and {len(down) - 3} more" if len(down) > 3 else ""

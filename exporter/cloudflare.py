@@ -40,6 +40,7 @@ from exporter.model import (
 )
 from exporter.paging import EndpointHabits, PageFacts, Pager, StopRule
 from exporter.ratelimit import RATE_WINDOW, Clock, Sleep, SlidingWindowLimiter
+from exporter.refresh_status import ApiFailure
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,13 @@ class ApiError(Exception):
         self.status = status
         self.code = code
 
+    @property
+    def failure(self) -> ApiFailure:
+        """The failure as it is kept and shown (status page, --once)."""
+        return ApiFailure(self.status, self.code, self.reason)
+
     def __str__(self) -> str:
-        parts = []
-        if self.status is not None:
-            parts.append(f"HTTP {self.status}")
-        if self.code is not None:
-            parts.append(f"code {self.code}")
-        prefix = " ".join(parts)
-        return f"{prefix}: {self.reason}" if prefix else self.reason
+        return str(self.failure)
 
 
 @dataclass(frozen=True)

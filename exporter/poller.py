@@ -30,7 +30,7 @@ from exporter.exposition import ExpositionStore
 from exporter.findings import client_findings
 from exporter.model import Account, OAuthClient
 from exporter.ratelimit import RATE_WINDOW, Sleep
-from exporter.refresh_status import ApiFailure, RefreshStatus
+from exporter.refresh_status import INTERNAL_ERROR, ApiFailure, RefreshStatus
 from exporter.selection import ClientSelection, client_record
 from exporter.sharding import Shard
 from exporter.snapshot import AccountSnapshot
@@ -150,13 +150,13 @@ class Poller:
         except Exception as error:
             self._store.set_discovery_up(False)
             if isinstance(error, ApiError):
-                self._discovery_failure = ApiFailure(error.status, error.code, error.reason)
+                self._discovery_failure = error.failure
                 log.warning(
                     "account discovery failed; keeping the accounts found before",
                     extra={"err": str(error), "accounts": len(self._accounts)},
                 )
             else:
-                self._discovery_failure = ApiFailure(None, None, "internal error (see the log)")
+                self._discovery_failure = INTERNAL_ERROR
                 log.exception("account discovery crashed; keeping the accounts found before")
             return False
         self._store.set_discovery_up(True)
@@ -182,7 +182,7 @@ class Poller:
             if self._per_client_limit is not None
             else None
         )
-        error: str | None = None
+        error: ApiFailure | None = None
 
         def consume(batch: list[OAuthClient]) -> None:
             for client in batch:
@@ -195,14 +195,14 @@ class Poller:
         try:
             await self._api.list_oauth_clients(account.id, consume)
         except ApiError as api_error:
-            error = str(api_error)
+            error = api_error.failure
             log.warning(
                 "account refresh failed; keeping its last good counts",
-                extra={"account_id": account.id, "err": error},
+                extra={"account_id": account.id, "err": str(error)},
             )
         except Exception:
             # A bug must cost one account one refresh, not the whole exporter.
-            error = "internal error (see the exporter log)"
+            error = INTERNAL_ERROR
             log.exception("account refresh crashed", extra={"account_id": account.id})
         duration = self._monotonic() - started
 

@@ -2,8 +2,9 @@
 and whether account discovery failed and why.
 
 The poller publishes one `RefreshStatus` through the store at the end of every refresh; the
-status page and `--once` read it. An `ApiFailure` keeps the API's error code apart from its
-message, so they can say what the code usually means.
+status page and `--once` read it. An `ApiFailure` is how any failed request is kept, for
+discovery here and for an account in its snapshot: the API's error code stays apart from its
+message, so what the code usually means is looked up, never parsed back out of the text.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class ApiFailure:
         return _STATUS_HINTS.get(self.status) if self.status is not None else None
 
 
-def hint_for_code(code: int) -> str | None:
-    return _CODE_HINTS.get(code)
+INTERNAL_ERROR = ApiFailure(None, None, "internal error (see the exporter log)")
 
 
 @dataclass(frozen=True)

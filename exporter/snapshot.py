@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from exporter.aggregation import ClientCounts
 from exporter.changes import Baseline, ChangeTotals
+from exporter.refresh_status import ApiFailure
 from exporter.selection import ClientRecord
 
 
@@ -23,7 +24,7 @@ class AccountSnapshot:
     counts: ClientCounts | None
     last_success: float | None
     refresh_duration: float
-    last_error: str | None = None
+    last_error: ApiFailure | None = None
     # With --metrics.per-client: the clients that get series (capped), and the series dropped.
     clients: tuple[ClientRecord, ...] = ()
     dropped_client_series: int = 0
@@ -32,7 +33,7 @@ class AccountSnapshot:
     baseline: Baseline | None = None
     changes: ChangeTotals | None = None
 
-    def failed(self, error: str, duration: float, name: str | None) -> AccountSnapshot:
+    def failed(self, error: ApiFailure, duration: float, name: str | None) -> AccountSnapshot:
         """The next snapshot after a failed refresh: the last good numbers, marked down."""
         return AccountSnapshot(
             account_id=self.account_id,

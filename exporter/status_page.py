@@ -32,7 +32,7 @@ from exporter.findings import (
     WILDCARD_CORS_ORIGIN,
     WILDCARD_REDIRECT_URI,
 )
-from exporter.refresh_status import RefreshStatus, hint_for_code
+from exporter.refresh_status import RefreshStatus
 from exporter.selection import ClientRecord
 from exporter.snapshot import AccountSnapshot
 
@@ -206,11 +206,11 @@ def banners(data: PageData) -> str:
         )
     down = [account for account in data.accounts if not account.up]
     if down and len(down) == len(data.accounts):
-        first = down[0].last_error or ""
+        first = down[0].last_error
         found.append(
             '<div class="banner" role="alert" id="all-failing"><strong>Every account failed its '
-            f"last refresh.</strong> The first says: {_escape(_cut(first, MAX_ERROR))}"
-            f"{_hint(_error_hint(first))}</div>\n"
+            f"last refresh.</strong> The first says: {_escape(_cut(str(first or ''), MAX_ERROR))}"
+            f"{_hint(first.hint if first else None)}</div>\n"
         )
     return "".join(found)
 
@@ -351,10 +351,11 @@ def _account_row(account: AccountSnapshot) -> str:
     if account.up:
         status = '<span class="state">up</span>'
     else:
-        error = account.last_error or ""
+        error = account.last_error
         status = (
             '<span class="state">down</span>'
-            f'<span class="error">{e(_cut(error, MAX_ERROR))}</span>{_hint(_error_hint(error))}'
+            f'<span class="error">{e(_cut(str(error or ""), MAX_ERROR))}</span>'
+            f"{_hint(error.hint if error else None)}"
         )
     success = (
         _time(account.last_success)
@@ -437,13 +438,6 @@ def _discovery(status: RefreshStatus | None) -> tuple[str, bool]:
         return "ok", False
     code = f" (code {failure.code})" if failure.code is not None else ""
     return f"failed{code}", True
-
-
-def _error_hint(error: str) -> str | None:
-    """What an account's error (`HTTP 403 code 10000: ...`) usually means."""
-    _, found, rest = error.partition(" code ")
-    number = rest.partition(":")[0]
-    return hint_for_code(int(number)) if found and number.isdigit() else None
 
 
 def _hint(hint: str | None) -> str:

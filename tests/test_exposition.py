@@ -6,6 +6,7 @@ import gzip
 
 from exporter.exposition import ExpositionStore
 from exporter.families import ACCOUNT_FAMILIES
+from exporter.refresh_status import ApiFailure
 from exporter.snapshot import AccountSnapshot
 from tests.support.exposition import samples
 from tests.support.snapshots import CLEAN, COUNTS, GOOD, PER_CLIENT, RISKY, A, B
@@ -96,7 +97,7 @@ def test_scrapes_reuse_the_rendered_bytes_until_something_changes():
     third = store.render()
     assert b"cloudflare_oauth_discovery_up 1\n" in third
     zipped = store.render_gzip()
-    store.put(GOOD.failed("HTTP 500", 0.3, None))
+    store.put(GOOD.failed(ApiFailure(500, None, "boom"), 0.3, None))
     assert store.render() != third
     assert gzip.decompress(store.render_gzip()) == store.render() != gzip.decompress(zipped)
 

@@ -6,6 +6,7 @@ import pytest
 
 from exporter.exposition import render_account
 from exporter.families import ACCOUNT_FAMILIES
+from exporter.refresh_status import ApiFailure
 from exporter.snapshot import AccountSnapshot
 from tests.support.snapshots import COUNTS, GOOD, PER_CLIENT, A
 
@@ -76,7 +77,7 @@ def test_each_family_renders_exactly(name, expected):
 def test_an_account_never_read_has_up_and_duration_but_no_counts():
     never = AccountSnapshot(
         account_id=A, account_name=None, up=False, counts=None, last_success=None,
-        refresh_duration=1.5, last_error="HTTP 403 code 10000: Authentication error",
+        refresh_duration=1.5, last_error=ApiFailure(403, 10000, "Authentication error"),
     )  # fmt: skip
     rendered = dict(zip([f.name for f in ACCOUNT_FAMILIES], render_account(never), strict=True))
     assert rendered.pop("cloudflare_oauth_account_up") == (
@@ -89,7 +90,7 @@ def test_an_account_never_read_has_up_and_duration_but_no_counts():
 
 
 def test_a_failed_account_keeps_its_last_good_counts():
-    failed = GOOD.failed("HTTP 500: boom", 2.0, None)
+    failed = GOOD.failed(ApiFailure(500, None, "boom"), 2.0, None)
     assert failed.account_name == "Acme"
     assert family_text(failed, "cloudflare_oauth_clients") == family_text(
         GOOD, "cloudflare_oauth_clients"

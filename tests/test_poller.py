@@ -14,6 +14,7 @@ from exporter.exposition import ExpositionStore
 from exporter.model import Account
 from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
+from exporter.refresh_status import ApiFailure
 from exporter.simulator import Fault, Simulator, make_account
 from tests.support.defaults import api_options
 from tests.support.exposition import Samples, sample, samples
@@ -101,7 +102,7 @@ def test_a_failing_account_keeps_its_last_good_counts_and_others_are_untouched(s
     assert harness.value("cloudflare_oauth_clients", account_id=good.id) == 7
     snapshot = harness.store.snapshot(flaky.id)
     assert snapshot is not None
-    assert snapshot.last_error == "HTTP 403 code 10000: Authentication error"
+    assert snapshot.last_error == ApiFailure(403, 10000, "Authentication error")
     assert sim.requests[f"/accounts/{flaky.id}/oauth_clients"] == 2  # 1 + 1, never retried
 
     flaky.fault = None  # recovery

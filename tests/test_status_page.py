@@ -131,7 +131,7 @@ def test_every_api_string_is_escaped_and_failing_accounts_come_first():
         clients=(record("c1", EVIL, "implicit_grant", "public_unverified"),),
     )
     down = AccountSnapshot(B, "zed", False, None, None, 0.1,
-                           last_error='HTTP 403 code 10000: <b>"no"</b>')  # fmt: skip
+                           last_error=ApiFailure(403, 10000, '<b>"no"</b>'))  # fmt: skip
     page = render_status_page([good, down], DONE, telemetry_path="/m<x>", per_client=True)
     assert "<script>" not in page
     assert '<b>"no"</b>' not in page
@@ -148,6 +148,13 @@ def test_every_api_string_is_escaped_and_failing_accounts_come_first():
     assert dom.rows[A]["status"] == "up"
     assert dom.rows[A]["success"] == "2025-12-31 23:58:30 UTC"
     assert dom.rows[A]["clients"] == "2"
+
+
+def test_a_hint_comes_from_the_api_code_never_from_the_words_of_a_message():
+    said = ApiFailure(502, None, "the upstream answered code 9109: invalid token")
+    down = AccountSnapshot(B, "Down", False, None, None, 0.1, last_error=said)
+    dom = parse(render_status_page([down], DONE, telemetry_path="/metrics", per_client=False))
+    assert dom.rows[B]["status"] == "downHTTP 502: the upstream answered code 9109: invalid token"
 
 
 def test_only_the_findings_clients_hold_are_listed_most_severe_first():
@@ -185,7 +192,8 @@ def test_a_failed_discovery_is_a_banner_above_everything_with_what_it_usually_me
 def test_the_summary_says_what_an_sre_looks_for_first():
     holding = (record("c1", "One", "implicit_grant", "public_unverified"), record("c2", "Two"))
     good = AccountSnapshot(A, "Good", True, COUNTS, NOW, 0.1, clients=holding)
-    down = AccountSnapshot(B, "Down", False, COUNTS, NOW - 600, 0.1, last_error="HTTP 500")
+    down = AccountSnapshot(B, "Down", False, COUNTS, NOW - 600, 0.1,
+                           last_error=ApiFailure(500, None, "Internal Server Error"))  # fmt: skip
     page = render_status_page([good, down], DONE, telemetry_path="/metrics", per_client=True)
     assert parse(page).summary == {
         "Accounts up": "1 of 2",
@@ -212,7 +220,7 @@ def test_before_the_first_refresh_ends_the_page_says_so():
 def test_the_page_is_bounded_failing_accounts_first_with_a_line_for_the_rest():
     many = [
         AccountSnapshot(f"{n:032x}", f"Account {n:05}", n % 500 != 7, COUNTS, NOW, 0.1,
-                        last_error=None if n % 500 != 7 else "HTTP 503")
+                        last_error=None if n % 500 != 7 else ApiFailure(503, None, "x"))
         for n in range(MAX_ACCOUNTS + 500)
     ]  # fmt: skip
     page = render_status_page(many, DONE, telemetry_path="/metrics", per_client=False)
