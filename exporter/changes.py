@@ -311,7 +311,7 @@ class ChangeDetector:
             self._count("updated", now, kept_before.get(position), fields, old)
         for number in sorted(deleted)[: max(0, MAX_EVENTS - len(self._events))]:
             record = previous.record(number)
-            self._events.append(_event("deleted", record, None, (), record))
+            self._events.append(_event("deleted", record, None, ()))
 
     def _overflow(self) -> None:
         """Too many clients, or bytes, to follow: let go of everything kept, now."""
@@ -350,7 +350,7 @@ class ChangeDetector:
         if old is not None and not old.public and now[_VISIBILITY] == "public":
             self._made_public += 1
         if len(self._events) < MAX_EVENTS and (change == "created" or before is not None):
-            self._events.append(_event(change, now, before, fields, now))
+            self._events.append(_event(change, now, before, fields))
 
 
 @dataclass(frozen=True)
@@ -375,15 +375,15 @@ def _field_digests(record: Record) -> tuple[int, ...]:
 
 
 def _event(
-    change: str, now: Record | None, before: Record | None, fields: tuple[str, ...],
-    shown: Record,
-) -> ClientChange:  # fmt: skip
+    change: str, record: Record, before: Record | None, fields: tuple[str, ...]
+) -> ClientChange:
+    """`record` is the client as it is now, or as it was when it was deleted."""
     return ClientChange(
         change=change,
-        client_id=well_formed(str(shown[_ID])),
-        client_name=well_formed(str(shown[_NAME])),
+        client_id=well_formed(str(record[_ID])),
+        client_name=well_formed(str(record[_NAME])),
         fields=fields,
-        details=_details(now, before),
+        details=_details(record, before),
     )
 
 
@@ -398,12 +398,11 @@ def _zeros(flags: bytearray) -> Iterable[int]:
         position = flags.find(0, position + 1)
 
 
-def _details(now: Record | None, before: Record | None) -> tuple[tuple[str, str], ...]:
+def _details(now: Record, before: Record | None) -> tuple[tuple[str, str], ...]:
     """The security-relevant values an audit line shows: before and after, or what was added
-    and removed, or (for a client created or deleted) what it held."""
-    if now is None or before is None:
-        held = now if now is not None else before
-        assert held is not None
+    and removed, or (no `before`: a client created or deleted) what it holds."""
+    if before is None:
+        held = now
         shown = [
             ("visibility", str(held[_VISIBILITY])),
             ("token_endpoint_auth_method", str(held[_AUTH] or "unspecified")),
