@@ -213,6 +213,15 @@ ACCOUNT_FAMILIES: tuple[Family[AccountSnapshot], ...] = (
         "counter",
         lambda s: [((), s.changes.made_public)] if s.changes is not None else (),
     ),
+    Family(
+        "cloudflare_oauth_account_changes_followed",
+        "1 if changes to the account's OAuth clients are detected; 0 when it has more clients than "
+        "change detection follows or they would take more memory than it may use: the change "
+        "counters then stand still.",
+        "gauge",
+        # Only a good refresh that could not keep the clients' fingerprints leaves none.
+        lambda s: [((), int(s.baseline is not None))] if s.counts is not None else (),
+    ),
     # --- per client (opt-in), capped per account by --metrics.per-client-limit ---
     _per_client(
         "cloudflare_oauth_client_info",

@@ -70,7 +70,8 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
-        self._too_large_to_compare: set[str] = set()  # said once per account
+        # Accounts change detection has stopped following: said once each time it stops.
+        self._too_large_to_compare: set[str] = set()
         self._baseline_bytes: dict[str, int] = {}  # change detection's memory, per account
         self._discovery_failure: ApiFailure | None = None
         self.ready = False
@@ -215,12 +216,14 @@ class Poller:
             else:
                 baseline, detected = detector.finish()
             self._baseline_bytes[account.id] = baseline.size() if baseline is not None else 0
-            if detector.overflowed and account.id not in self._too_large_to_compare:
+            if not detector.overflowed:
+                self._too_large_to_compare.discard(account.id)  # said again if it stops again
+            elif account.id not in self._too_large_to_compare:
                 self._too_large_to_compare.add(account.id)
                 log.warning(
                     "change detection is off for this account: it has more clients than it "
                     "follows, or they would take more memory than change detection may use; "
-                    "counts are exported as usual",
+                    "counts are exported as usual, cloudflare_oauth_account_changes_followed is 0",
                     extra={"account_id": account.id, "followed": CHANGE_LIMIT},
                 )
             # The first good refresh is the baseline: what came before it is unknown, not new.

@@ -375,6 +375,34 @@ def test_an_account_past_the_limit_is_not_followed_and_keeps_nothing():
     assert len(detector._ids) == 0  # what it had kept is let go
 
 
+def test_an_account_not_followed_says_so_in_a_gauge_and_once_each_time_it_stops(
+    living, monkeypatch, caplog
+):
+    from exporter import poller
+
+    _, account, refresher, http = living
+    stopped = "change detection is off for this account"
+
+    def refresh(budget: int) -> tuple[float | None, int]:
+        """The gauge after a refresh with `budget` bytes of fingerprints, and warnings said."""
+        monkeypatch.setattr(poller, "MAX_ACCOUNT_BYTES", budget)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+            assert refresher.refresh()
+        said = sum(r.getMessage().startswith(stopped) for r in caplog.records)
+        return counter(refresher, "cloudflare_oauth_account_changes_followed", account.id), said
+
+    assert refresh(24 << 20) == (1, 0)
+    assert refresh(0) == (0, 1)
+    assert refresh(0) == (0, 0)  # said once while it stays off
+    made = http.post(f"/accounts/{account.id}/oauth_clients", json={"client_name": "Unseen"})
+    assert made.status_code == 200, made.text
+    assert refresh(24 << 20) == (1, 0)  # a new baseline: what happened meanwhile is unknown
+    assert counter(refresher, "cloudflare_oauth_client_changes_total", account.id,
+                   change="created") == 0  # fmt: skip
+    assert refresh(0) == (0, 1)  # it stopped again: said again
+
+
 def test_a_refresh_in_which_everything_changed_reads_each_block_once(monkeypatch):
     from exporter import changes
 
