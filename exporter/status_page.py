@@ -152,7 +152,15 @@ class StatusPage:
         self._plain = b""
         self._gzipped = b""
 
-    def body(self, *, gzipped: bool) -> bytes:
+    def plain(self) -> tuple[bytes]:
+        self._render()
+        return (self._plain,)
+
+    def gzipped(self) -> bytes:
+        self._render()
+        return self._gzipped
+
+    def _render(self) -> None:
         if self._rendered_for != self._store.refreshes:
             refreshes = self._store.refreshes
             page = render_status_page(
@@ -165,7 +173,6 @@ class StatusPage:
             self._plain = page.encode("utf-8", "replace")  # never a 500 for one odd char
             self._gzipped = gzip.compress(self._plain, compresslevel=6, mtime=0)
             self._rendered_for = refreshes
-        return self._gzipped if gzipped else self._plain
 
 
 # --- sections, top to bottom ---------------------------------------------------------------

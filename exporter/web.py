@@ -33,7 +33,6 @@ class Health(Protocol):
 
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
-_CONTENT_TYPE = CONTENT_TYPE.encode()
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _CHALLENGE = [
@@ -41,7 +40,8 @@ _CHALLENGE = [
     _TEXT,
 ]
 _BUSY = [(b"retry-after", b"1"), _TEXT]
-_PAGE_HEADERS = [
+_METRICS = [(b"content-type", CONTENT_TYPE.encode())]
+_PAGE = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -114,12 +114,12 @@ class ExporterApp:
                     await _respond(send, 503, _BUSY, body)
                     return
             if scope["path"] == self._telemetry_path:
-                encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
-                await self._metrics(scope["method"], encoding, send)
+                metrics = self._store
+                await _send_made(scope, send, _METRICS, metrics.render_parts, metrics.render_gzip)
                 return
-            if scope["path"] == "/" and self._status_page is not None:
-                encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
-                await self._page(self._status_page, scope["method"], encoding, send)
+            page = self._status_page
+            if scope["path"] == "/" and page is not None:
+                await _send_made(scope, send, _PAGE, page.plain, page.gzipped)
                 return
         await self.router(scope, receive, send)
 
@@ -130,38 +130,34 @@ class ExporterApp:
         peer = (str(client[0]), int(client[1])) if client else None
         return await passwords.check(raw.decode("latin-1"), peer)
 
-    async def _metrics(self, method: str, accept_encoding: bytes, send: Send) -> None:
-        if method not in ("GET", "HEAD"):
-            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
-            return
-        parts: tuple[bytes, ...]
-        if _accepts_gzip(accept_encoding):
-            parts = (self._store.render_gzip(),)
-            headers = [(b"content-type", _CONTENT_TYPE), (b"content-encoding", b"gzip")]
-        else:
-            parts = self._store.render_parts()  # sent as they are: no copy of the whole
-            headers = [(b"content-type", _CONTENT_TYPE)]
-        length = sum(map(len, parts))
-        headers += [(b"vary", b"accept-encoding"), (b"content-length", b"%d" % length)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if method == "HEAD":
-            parts = (b"",)
-        for index, part in enumerate(parts):
-            more = index < len(parts) - 1
-            await send({"type": "http.response.body", "body": part, "more_body": more})
 
-    @staticmethod
-    async def _page(page: StatusPage, method: str, accept_encoding: bytes, send: Send) -> None:
-        if method not in ("GET", "HEAD"):
-            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
-            return
-        gzipped = _accepts_gzip(accept_encoding)
-        body = page.body(gzipped=gzipped)
-        headers = [*_PAGE_HEADERS, (b"vary", b"accept-encoding")]
-        if gzipped:
-            headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-length", b"%d" % len(body)))
-        await _respond(send, 200, headers, body if method == "GET" else b"")
+async def _send_made(
+    scope: Scope,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    plain: Callable[[], tuple[bytes, ...]],
+    gzipped: Callable[[], bytes],
+) -> None:
+    """Answer GET or HEAD with bytes made before the request (gzip when the client takes it),
+    sent in the parts they were made in: never a copy of the whole."""
+    method = scope["method"]
+    if method not in ("GET", "HEAD"):
+        await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
+        return
+    accept_encoding = next((v for k, v in scope["headers"] if k == b"accept-encoding"), b"")
+    if _accepts_gzip(accept_encoding):
+        parts: tuple[bytes, ...] = (gzipped(),)
+        headers = [*headers, (b"content-encoding", b"gzip")]
+    else:
+        parts = plain()
+    length = sum(map(len, parts))
+    headers = [*headers, (b"vary", b"accept-encoding"), (b"content-length", b"%d" % length)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if method == "HEAD":
+        parts = (b"",)
+    for index, part in enumerate(parts):
+        more = index < len(parts) - 1
+        await send({"type": "http.response.body", "body": part, "more_body": more})
 
 
 def _accepts_gzip(header: bytes) -> bool:

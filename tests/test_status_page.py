@@ -266,16 +266,16 @@ def test_a_finding_group_is_capped_with_a_pointer_to_the_metrics():
 def test_the_page_is_rendered_once_per_refresh_and_gzipped_once():
     store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     page = StatusPage(store, telemetry_path="/metrics", per_client=False)
-    first = page.body(gzipped=False)
+    (first,) = page.plain()
     assert b"The first refresh is running." in first
     store.put(AccountSnapshot(A, "Acme", True, COUNTS, NOW, 0.1))
-    assert all(page.body(gzipped=False) is first for _ in range(100))  # the same bytes
+    assert all(page.plain()[0] is first for _ in range(100))  # the same bytes
     store.publish_refresh(DONE)
-    second = page.body(gzipped=False)
+    (second,) = page.plain()
     assert second is not first
     assert b"Acme" in second
-    zipped = page.body(gzipped=True)
-    assert page.body(gzipped=True) is zipped
+    zipped = page.gzipped()
+    assert page.gzipped() is zipped
     assert gzip.decompress(zipped) == second
     assert len(zipped) < len(second)
 
