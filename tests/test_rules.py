@@ -127,3 +127,28 @@ def test_per_account_alerts_name_the_account_when_the_exporter_knows_it(name):
     assert "group_left (account_name)" in rule["expr"]
     assert "cloudflare_oauth_account_info or on (job, instance, account_id)" in rule["expr"]
     assert "{{ with $labels.account_name }}" in rule["annotations"]["summary"]
+
+
+def readme_queries() -> list[str]:
+    """Each query in the README's PromQL blocks; an indented line goes on with the one before."""
+    queries: list[str] = []
+    for block in re.findall(r"```promql\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line[0].isspace() and queries:
+                queries[-1] += " " + line.strip()
+            else:
+                queries.append(line.strip())
+    return queries
+
+
+@pytest.mark.slow
+def test_the_readme_queries_are_promql_prometheus_accepts(tmp_path):
+    queries = readme_queries()
+    assert len(queries) >= 6
+    rules = [{"record": f"readme:query_{n}", "expr": query} for n, query in enumerate(queries)]
+    path = tmp_path / "readme-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "readme", "rules": rules}]}))
+    result = promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
