@@ -9,7 +9,6 @@ ones any correct client would count.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from collections import Counter
@@ -20,15 +19,11 @@ from cloudflare import Cloudflare
 from cloudflare.types.iam import OAuthClientListResponse
 
 from exporter.aggregation import NO_VERIFICATION, UNSPECIFIED_AUTH_METHOD
-from exporter.cloudflare import CloudflareAPI
-from exporter.credentials import Secret, TokenAuth
-from exporter.exposition import ExpositionStore
 from exporter.findings import FINDINGS, client_findings
 from exporter.model import OAuthClient
-from exporter.poller import Poller
 from exporter.simulator import Simulator, demo_accounts, make_account
-from tests.support.defaults import api_options
-from tests.support.exposition import Samples, samples
+from tests.support.exposition import Samples
+from tests.support.refresh import Refresher
 from tests.support.simulator import TOKEN
 
 
@@ -50,17 +45,9 @@ def sdk(url: str, *, strict: bool) -> Cloudflare:
 def exporter_metrics(url: str) -> Samples:
     """One refresh of every discovered account, as the service does it; the /metrics bytes."""
 
-    async def refresh() -> bytes:
-        store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
-        api = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options())
-        poller = Poller(api, store, account_ids=(), interval=300, concurrency=4, rate_limit=0)
-        try:
-            assert await poller.refresh()
-        finally:
-            await api.aclose()
-        return store.render()
-
-    return samples(asyncio.run(refresh()))
+    with Refresher(url) as refresher:
+        assert refresher.refresh()
+        return refresher.samples()
 
 
 def expected_families(client: OAuthClientListResponse) -> list[tuple[str, str, str]]:

@@ -241,25 +241,16 @@ def test_a_client_with_an_empty_id_is_still_a_client(serve_simulator):
 @pytest.mark.parametrize("mode", MODES)
 def test_every_paging_behaviour_exports_exact_counts_with_up_1(serve_simulator, mode):
     """The same behaviours through the refresh and the exposition, as a user sees them."""
-    from exporter.exposition import ExpositionStore
-    from exporter.poller import Poller
     from tests.support.exposition import sample
+    from tests.support.refresh import Refresher
 
     rng = random.Random(len(mode))
     accounts = [make_account(rng, f"Account {n}", n, paging=mode) for n in (0, 33, 120)]
     url = serve_simulator(Simulator(accounts))
 
-    async def refresh() -> bytes:
-        store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
-        api = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options())
-        poller = Poller(api, store, account_ids=(), interval=300, concurrency=1, rate_limit=0)
-        try:
-            assert await poller.refresh()
-        finally:
-            await api.aclose()
-        return store.render()
-
-    body = asyncio.run(refresh())
+    with Refresher(url, concurrency=1) as refresher:
+        assert refresher.refresh()
+        body = refresher.store.render()
     for account in accounts:
         assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
         assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(

@@ -8,60 +8,20 @@ import random
 
 import pytest
 
-from exporter.cloudflare import CloudflareAPI
-from exporter.credentials import Secret, TokenAuth
-from exporter.exposition import ExpositionStore
 from exporter.model import Account
-from exporter.poller import Poller
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.refresh_status import ApiFailure
 from exporter.simulator import Fault, Simulator, make_account
-from tests.support.defaults import api_options
-from tests.support.exposition import Samples, sample, samples
-from tests.support.simulator import TOKEN
+from tests.support.refresh import Refresher
+
+HARNESSES: list[Refresher] = []
 
 
-class Harness:
-    """A Poller wired to a simulator URL the way the service wires it, on one event loop."""
-
-    def __init__(self, url: str, account_ids=(), *, limiter=None, interval=300.0, concurrency=4,
-                 per_client_limit=None):  # fmt: skip
-        self.loop = asyncio.new_event_loop()
-        self.store = ExpositionStore(
-            discovering=not account_ids, refresh_interval=interval, process_metrics=False,
-            per_client=per_client_limit is not None,
-        )  # fmt: skip
-        self.api = CloudflareAPI(
-            url, TokenAuth(Secret(TOKEN)), **api_options(
-                backoff_base=0.01, limiter=limiter, concurrency=concurrency,
-                on_request=self.store.count_request,
-            ),
-        )  # fmt: skip
-        self.poller = Poller(
-            self.api, self.store, account_ids=account_ids, interval=interval,
-            concurrency=concurrency, rate_limit=limiter.limit if limiter else 0,
-            per_client_limit=per_client_limit,
-        )  # fmt: skip
-        HARNESSES.append(self)
-
-    def run(self, coroutine):
-        return self.loop.run_until_complete(coroutine)
-
-    def refresh(self) -> bool:
-        return bool(self.run(self.poller.refresh()))
-
-    def close(self) -> None:
-        self.run(self.api.aclose())
-        self.loop.close()
-
-    def samples(self) -> Samples:
-        return samples(self.store.render())
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return sample(self.store.render(), name, **labels)
-
-
-HARNESSES: list[Harness] = []
+def refresher(url: str, account_ids: tuple[str, ...] | list[str] = (), **options) -> Refresher:
+    """A refresher closed after the test."""
+    made = Refresher(url, account_ids, **options)
+    HARNESSES.append(made)
+    return made
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +39,7 @@ def accounts(n: int, clients: int = 20, seed: int = 11):
 def test_a_failing_account_keeps_its_last_good_counts_and_others_are_untouched(serve_simulator):
     good, flaky = accounts(2)
     url = serve_simulator(sim := Simulator([good, flaky]))
-    harness = Harness(url)
+    harness = refresher(url)
     assert harness.refresh() is True
     assert harness.value("cloudflare_oauth_clients", account_id=flaky.id) == 20
     first_success = harness.value(
@@ -118,7 +78,7 @@ def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simula
     (denied,) = accounts(1)
     denied.fault = Fault.html(502)
     url = serve_simulator(Simulator([denied]))
-    harness = Harness(url, [denied.id])
+    harness = refresher(url, [denied.id])
     assert harness.refresh() is False
     found = harness.samples()
     assert found["cloudflare_oauth_account_up"] == {(("account_id", denied.id),): 0.0}
@@ -138,7 +98,7 @@ def test_an_account_that_never_succeeded_exports_up_0_and_no_counts(serve_simula
 def test_malformed_answers_mark_only_that_account_failed(serve_simulator, fault):
     good, bad = accounts(2)
     url = serve_simulator(Simulator([good, bad]))
-    harness = Harness(url)
+    harness = refresher(url)
     assert harness.refresh()
     bad.fault = fault
     assert harness.refresh() is False
@@ -150,7 +110,7 @@ def test_malformed_answers_mark_only_that_account_failed(serve_simulator, fault)
 def test_vanished_accounts_leave_metrics_at_the_next_refresh(serve_simulator):
     kept, gone = accounts(2)
     url = serve_simulator(sim := Simulator([kept, gone]))
-    harness = Harness(url)
+    harness = refresher(url)
     harness.refresh()
     assert harness.value("cloudflare_oauth_account_up", account_id=gone.id) == 1
     del sim.accounts[gone.id]
@@ -164,7 +124,7 @@ def test_vanished_accounts_leave_metrics_at_the_next_refresh(serve_simulator):
 def test_new_accounts_appear_at_the_next_refresh(serve_simulator):
     first, second = accounts(2)
     url = serve_simulator(sim := Simulator([first]))
-    harness = Harness(url)
+    harness = refresher(url)
     harness.refresh()
     assert harness.value("cloudflare_oauth_account_up", account_id=second.id) is None
     sim.add(second)
@@ -181,7 +141,7 @@ def test_new_accounts_appear_at_the_next_refresh(serve_simulator):
 def test_failed_discovery_keeps_the_known_accounts_and_says_so(serve_simulator):
     (only,) = accounts(1)
     url = serve_simulator(sim := Simulator([only]))
-    harness = Harness(url)
+    harness = refresher(url)
     harness.refresh()
     assert harness.value("cloudflare_oauth_discovery_up") == 1
     sim.accounts_fault = Fault.api_error(403, 9109, "Invalid access token")
@@ -195,7 +155,7 @@ def test_failed_discovery_keeps_the_known_accounts_and_says_so(serve_simulator):
 def test_discovery_that_never_worked_still_gets_ready(serve_simulator):
     url = serve_simulator(sim := Simulator(accounts(2)))
     sim.accounts_fault = Fault.html(503)
-    harness = Harness(url)
+    harness = refresher(url)
     assert not harness.poller.ready
     assert harness.refresh() is False
     assert harness.poller.ready
@@ -206,7 +166,7 @@ def test_discovery_that_never_worked_still_gets_ready(serve_simulator):
 def test_configured_accounts_are_not_discovered(serve_simulator):
     first, second = accounts(2)
     url = serve_simulator(sim := Simulator([first, second]))
-    harness = Harness(url, [second.id])
+    harness = refresher(url, [second.id])
     assert harness.refresh()
     assert sim.requests["/accounts"] == 0
     assert harness.value("cloudflare_oauth_account_up", account_id=first.id) is None
@@ -218,7 +178,7 @@ def test_api_requests_are_counted_by_endpoint_and_code(serve_simulator):
     ok, broken = accounts(2, clients=60)
     broken.faults.append(Fault.html(503))
     url = serve_simulator(Simulator([ok, broken]))
-    harness = Harness(url)
+    harness = refresher(url)
     harness.refresh()
     assert harness.samples()["cloudflare_oauth_api_requests_total"] == {
         (("code", "200"), ("endpoint", "/accounts")): 1.0,
@@ -233,7 +193,7 @@ def test_refresh_waits_for_budget_with_zero_429s_and_keeps_serving(serve_simulat
     # and, like Cloudflare, blocks for much longer (30 s) once that is exceeded.
     url = serve_simulator(sim := Simulator(accounts(5, clients=60), rate_limit=4,
                                            rate_window=1.0, rate_block=30))  # fmt: skip
-    harness = Harness(url, limiter=SlidingWindowLimiter(4, 1.0))  # the same limit as the server
+    harness = refresher(url, limiter=SlidingWindowLimiter(4, 1.0))  # the same limit as the server
     first = harness.refresh()
     assert first
     assert sim.rate_limited == 0
@@ -259,7 +219,7 @@ def test_refresh_waits_for_budget_with_zero_429s_and_keeps_serving(serve_simulat
 
 def test_an_overrunning_refresh_says_what_it_needs(serve_simulator, caplog):
     url = serve_simulator(Simulator(accounts(3, clients=60)))
-    harness = Harness(url, limiter=SlidingWindowLimiter(1000, 300), interval=1.0)
+    harness = refresher(url, limiter=SlidingWindowLimiter(1000, 300), interval=1.0)
     harness.poller._interval = 0.000001  # any refresh overruns this
     with caplog.at_level(logging.WARNING, logger="exporter.poller"):
         harness.refresh()
@@ -274,7 +234,7 @@ def test_an_overrunning_refresh_says_what_it_needs(serve_simulator, caplog):
 def test_a_bug_in_one_account_does_not_stop_the_refresh(serve_simulator, monkeypatch, caplog):
     good, cursed = accounts(2)
     url = serve_simulator(Simulator([good, cursed]))
-    harness = Harness(url)
+    harness = refresher(url)
     original = harness.api.list_oauth_clients
 
     async def listing(account_id: str, consume):
@@ -297,7 +257,7 @@ def test_per_client_series_are_capped_with_risky_clients_first(serve_simulator, 
         client.pop("promoted_at", None)
     only.clients[7]["redirect_uris"] = ["http://insecure.example/cb"]
     url = serve_simulator(Simulator([only]))
-    harness = Harness(url, per_client_limit=3)
+    harness = refresher(url, per_client_limit=3)
     with caplog.at_level(logging.WARNING, logger="exporter.poller"):
         harness.refresh()
     found = harness.samples()
@@ -319,7 +279,7 @@ def test_per_client_series_are_capped_with_risky_clients_first(serve_simulator, 
 def test_clients_that_disappear_leave_per_client_metrics(serve_simulator):
     (only,) = accounts(1, clients=4)
     url = serve_simulator(Simulator([only]))
-    harness = Harness(url, per_client_limit=100)
+    harness = refresher(url, per_client_limit=100)
     harness.refresh()
     gone = only.clients.pop()["client_id"]
     assert gone.encode() in harness.store.render()
@@ -335,7 +295,7 @@ def test_clients_that_disappear_leave_per_client_metrics(serve_simulator):
 def test_a_failed_account_keeps_its_last_per_client_series(serve_simulator):
     (only,) = accounts(1, clients=4)
     url = serve_simulator(Simulator([only]))
-    harness = Harness(url, per_client_limit=100)
+    harness = refresher(url, per_client_limit=100)
     harness.refresh()
     only.fault = Fault.html(502)
     harness.refresh()
@@ -346,7 +306,7 @@ def test_a_failed_account_keeps_its_last_per_client_series(serve_simulator):
 def test_a_crash_in_discovery_is_a_failed_discovery_not_a_dead_loop(serve_simulator, caplog):
     (only,) = accounts(1)
     url = serve_simulator(Simulator([only]))
-    harness = Harness(url)
+    harness = refresher(url)
     harness.refresh()
 
     async def explode() -> list[Account]:
@@ -362,7 +322,7 @@ def test_a_crash_in_discovery_is_a_failed_discovery_not_a_dead_loop(serve_simula
 
 def test_the_refresh_loop_survives_a_crashing_refresh(serve_simulator, caplog):
     url = serve_simulator(Simulator(accounts(1)))
-    harness = Harness(url)
+    harness = refresher(url)
     calls: list[int] = []
 
     async def refresh() -> bool:

@@ -3,42 +3,26 @@ discovery's code and message, which the log line counts too."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 
 import pytest
 
-from exporter.cloudflare import CloudflareAPI
-from exporter.credentials import Secret, TokenAuth
 from exporter.exposition import ExpositionStore
-from exporter.poller import Poller
 from exporter.refresh_status import ApiFailure
 from exporter.simulator import Fault, Simulator, make_account
 from tests.support.clock import FakeClock
-from tests.support.defaults import api_options
-from tests.support.simulator import TOKEN
+from tests.support.refresh import Refresher
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def refresh(url: str, account_ids: tuple[str, ...] = ()) -> tuple[ExpositionStore, bool]:
-    store = ExpositionStore(
-        discovering=not account_ids, refresh_interval=300, process_metrics=False
-    )
-
-    async def once() -> bool:
-        api = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(backoff_base=0.01))
-        poller = Poller(
-            api, store, account_ids=account_ids, interval=300, concurrency=2, rate_limit=0,
-            clock=FakeClock(NOW), monotonic=FakeClock(50.0),
-        )  # fmt: skip
-        try:
-            return await poller.refresh()
-        finally:
-            await api.aclose()
-
-    return store, asyncio.run(once())
+    with Refresher(
+        url, account_ids, concurrency=2, poller_clock=FakeClock(NOW),
+        poller_monotonic=FakeClock(50.0),
+    ) as refresher:  # fmt: skip
+        return refresher.store, refresher.refresh()
 
 
 def finished_line(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
