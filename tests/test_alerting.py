@@ -27,11 +27,10 @@ from exporter.simulator import Fault, SimAccount, Simulator, make_account
 from tests.support.process import ExporterProcess
 from tests.support.prometheus import free_port, prometheus_scraping, ready
 from tests.support.simulator import TOKEN, SimulatorThread
-from tests.support.tools import ROOT, require_tool
+from tests.support.tools import ALERTS, ROOT, bundled_alert, require_tool
 
 pytestmark = pytest.mark.slow  # every test here starts processes
 
-RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 README = ROOT / "README.md"
 
 
@@ -134,7 +133,7 @@ def alertmanager(workdir: Path, config: Path) -> Iterator[str]:
 def rules_for_the_test() -> dict[str, Any]:
     """The project's rules with time compressed: `for:` of 2s, and `offset 1h` (compare with an
     hour ago) of 10s, so alerts fire within seconds of a fresh Prometheus."""
-    rules: dict[str, Any] = yaml.safe_load(RULES.read_text())
+    rules: dict[str, Any] = yaml.safe_load(ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
@@ -203,16 +202,10 @@ def test_amtool_accepts_the_readme_route_and_the_tests_config(tmp_path, delivery
         assert "SUCCESS" in result.stdout
 
 
-def _rule(name: str) -> dict[str, Any]:
-    rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
-    rule: dict[str, Any] = next(r for r in rules if r.get("alert") == name)
-    return rule
-
-
 def test_a_failing_account_arrives_named_with_its_labels_and_annotations(delivery):
     (alert, *_) = delivery.webhook.alerts("firing", "CloudflareOAuthAccountRefreshFailing")
     failing = delivery.failing
-    rule = _rule("CloudflareOAuthAccountRefreshFailing")
+    rule = bundled_alert("CloudflareOAuthAccountRefreshFailing")
     assert alert["labels"]["severity"] == rule["labels"]["severity"] == "warning"
     assert alert["labels"]["account_id"] == failing.id
     assert alert["labels"]["account_name"] == "Failing Corp"

@@ -9,13 +9,13 @@ import subprocess
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.families import ACCOUNT_FAMILIES
 from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED, RISKY_FINDINGS
 from tests.support.tools import (
     DASHBOARD,
     ROOT,
+    bundled_alert,
     dashboard_queries,
     require_node_modules,
     require_tool,
@@ -84,11 +84,7 @@ def test_the_risky_clients_panel_selects_the_findings_the_alert_does():
     queries = dict(dashboard_queries())
     risky = queries["Accounts with risky clients"]
     (selected,) = re.findall(r'finding=~"([^"]+)"', risky)
-    rules = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/files/alerts.yml").read_text())
-    alert = next(
-        rule for group in rules["groups"] for rule in group["rules"]
-        if rule.get("alert") == "CloudflareOAuthClientGainedRiskyFinding"
-    )  # fmt: skip
+    alert = bundled_alert("CloudflareOAuthClientGainedRiskyFinding")
     assert f'finding=~"{selected}"' in alert["expr"]
     assert set(selected.split("|")) == set(RISKY_FINDINGS) == set(FINDINGS) - {PUBLIC_UNVERIFIED}
 

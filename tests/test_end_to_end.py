@@ -15,11 +15,9 @@ from tests.support.process import ExporterProcess
 from tests.support.prometheus import Prometheus, prometheus_scraping
 from tests.support.simulator import TOKEN
 from tests.support.tls import make_pki
-from tests.support.tools import ROOT, dashboard_queries
+from tests.support.tools import ALERTS, bundled_rules, dashboard_queries
 
 pytestmark = pytest.mark.slow  # every test here starts a process
-
-RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,7 @@ def stack(tmp_path_factory, simulator_thread) -> Iterator[tuple[Prometheus, dict
 
     workdir = tmp_path_factory.mktemp("prometheus")
     # A test copy of the rules with every `for:` shortened, so alerts go pending within seconds.
-    rules = yaml.safe_load(RULES.read_text())
+    rules = yaml.safe_load(ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
@@ -99,7 +97,7 @@ def test_every_rule_loads_healthy(stack):
     prometheus, _ = stack
     groups = prometheus.get("/api/v1/rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == len(yaml.safe_load(RULES.read_text())["groups"][0]["rules"])
+    assert len(rules) == len(bundled_rules())
     for rule in rules:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from exporter.findings import FINDINGS, PUBLIC_UNVERIFIED
-from tests.support.tools import ROOT, require_tool
+from tests.support.tools import ALERTS, ROOT, bundled_rules, require_tool
 
-RULES = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "alerts.yml"
 RULE_TESTS = ROOT / "tests" / "rules" / "alerts.test.yml"
 
 
@@ -23,17 +21,11 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def alerts() -> list[dict[str, Any]]:
-    return [
-        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
-    ]
-
-
 @pytest.mark.slow
 def test_rules_pass_promtool_check():
-    result = promtool("check", "rules", RULES)
+    result = promtool("check", "rules", ALERTS)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
+    assert f"SUCCESS: {len(bundled_rules())} rules found" in result.stdout
 
 
 @pytest.mark.slow
@@ -48,13 +40,13 @@ def test_every_alert_is_tested_firing_and_not_firing():
     for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
         for check in case["alert_rule_test"]:
             (firing if check["exp_alerts"] else quiet).add(check["alertname"])
-    names = {rule["alert"] for rule in alerts()}
+    names = {rule["alert"] for rule in bundled_rules()}
     assert names - firing == set()
     assert names - quiet == set()
 
 
 def test_every_alert_says_what_to_do_and_how_bad_it_is():
-    for rule in alerts():
+    for rule in bundled_rules():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         assert len(rule["annotations"]["description"]) > 80, rule["alert"]
@@ -66,7 +58,7 @@ def _findings_selected(expr: str) -> list[str]:
 
 
 def test_the_finding_alerts_cover_every_finding_the_exporter_knows_once():
-    by_name = {rule["alert"]: rule for rule in alerts()}
+    by_name = {rule["alert"]: rule for rule in bundled_rules()}
     risky = _findings_selected(by_name["CloudflareOAuthClientGainedRiskyFinding"]["expr"])
     public = by_name["CloudflareOAuthUnverifiedPublicClientAppeared"]
     unverified = _findings_selected(public["expr"])
@@ -93,14 +85,14 @@ def runbook_sections() -> dict[str, str]:
 def test_every_alert_links_its_own_runbook_section():
     home = yaml.safe_load((ROOT / "helm/cloudflare-oauth-exporter/Chart.yaml").read_text())["home"]
     sections = runbook_sections()
-    for rule in alerts():
+    for rule in bundled_rules():
         url = rule["annotations"]["runbook_url"]
         assert url == f"{home}/blob/main/docs/runbook.md#{github_anchor(rule['alert'])}"
         section = sections[url.partition("#")[2]]
         for part in ("**What it means.**", "**How to confirm.**", "**What to do.**"):
             assert part in section, (rule["alert"], part)
     # ...and the runbook has no section for an alert that no longer exists.
-    assert set(sections) == {github_anchor(rule["alert"]) for rule in alerts()}
+    assert set(sections) == {github_anchor(rule["alert"]) for rule in bundled_rules()}
 
 
 def test_the_runbooks_own_links_lead_somewhere():
@@ -122,7 +114,7 @@ PER_ACCOUNT_ALERTS = [
 
 @pytest.mark.parametrize("name", PER_ACCOUNT_ALERTS)
 def test_per_account_alerts_name_the_account_when_the_exporter_knows_it(name):
-    rule = next(rule for rule in alerts() if rule["alert"] == name)
+    rule = next(rule for rule in bundled_rules() if rule["alert"] == name)
     # joined with cloudflare_oauth_account_info, or with a nameless stand-in when there is none
     assert "group_left (account_name)" in rule["expr"]
     assert "cloudflare_oauth_account_info or on (job, instance, account_id)" in rule["expr"]

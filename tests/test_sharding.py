@@ -8,11 +8,11 @@ import subprocess
 from collections import Counter
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.settings import ConfigError, load_settings
 from exporter.sharding import Shard, shard_of
 from exporter.simulator import Simulator, make_account
+from tests.support.exposition import label_values, samples
 from tests.support.simulator import TOKEN
 from tests.support.tools import clean_environ, exporter_command
 
@@ -63,20 +63,6 @@ def test_flags_and_environment_set_the_shard():
     assert (settings.shard, settings.total_shards) == (1, 3)
 
 
-def exported_accounts(output: str) -> set[str]:
-    for family in text_string_to_metric_families(output):
-        if family.name == "cloudflare_oauth_account_up":
-            return {sample.labels["account_id"] for sample in family.samples}
-    return set()
-
-
-def shard_info(output: str) -> dict[str, str]:
-    for family in text_string_to_metric_families(output):
-        if family.name == "cloudflare_oauth_exporter_shard_info":
-            return family.samples[0].labels
-    raise AssertionError("no shard_info")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("explicit", [False, True], ids=["discovered", "explicit"])
 def test_two_replicas_export_disjoint_accounts_whose_union_is_all(serve_simulator, explicit):
@@ -98,15 +84,16 @@ def test_two_replicas_export_disjoint_accounts_whose_union_is_all(serve_simulato
         out, err = replica.communicate(timeout=60)
         assert replica.returncode == 0, err
         outputs.append(out)
-    first, second = (exported_accounts(out) for out in outputs)
+    first, second = (label_values(out, "cloudflare_oauth_account_up", "account_id")
+                     for out in outputs)  # fmt: skip
     assert first
     assert second
     assert first.isdisjoint(second)
     assert first | second == ids
     assert first == {a for a in ids if shard_of(a, 2) == 0}
-    assert [shard_info(out) for out in outputs] == [
-        {"shard": "0", "total_shards": "2"},
-        {"shard": "1", "total_shards": "2"},
+    assert [list(samples(out)["cloudflare_oauth_exporter_shard_info"]) for out in outputs] == [
+        [(("shard", "0"), ("total_shards", "2"))],
+        [(("shard", "1"), ("total_shards", "2"))],
     ]
     # each replica read only its own accounts' clients
     client_reads = {path for path in sim.requests if path.endswith("/oauth_clients")}

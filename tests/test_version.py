@@ -7,8 +7,7 @@ import re
 import yaml
 
 from exporter import __version__
-from tests.support.helm import CHART
-from tests.support.tools import ROOT
+from tests.support.tools import CHART, ROOT
 
 
 def test_dockerfile_labels_the_image_with_the_package_version():

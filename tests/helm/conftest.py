@@ -13,7 +13,8 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.support.helm import CHART, Release
+from tests.support.helm import Release
+from tests.support.tools import CHART
 
 
 @pytest.fixture(scope="session")

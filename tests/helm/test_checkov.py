@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.helm import CHART, SCENARIOS, scenario_values
-from tests.support.tools import require_tool
+from tests.support.helm import SCENARIOS, scenario_values
+from tests.support.tools import CHART, require_tool
 
 CONFIG = CHART / ".checkov.yaml"
 

@@ -11,7 +11,6 @@ import yaml
 from kubernetes_validate.utils import validate as validate_kubernetes
 
 from tests.support.helm import (
-    CHART,
     KUBE_VERSIONS,
     PROMETHEUS_OPERATOR,
     SCENARIOS,
@@ -19,7 +18,7 @@ from tests.support.helm import (
     merged,
     scenario_values,
 )
-from tests.support.tools import ROOT
+from tests.support.tools import CHART, ROOT
 
 
 def test_ci_scenarios_cover_the_documented_setups():

@@ -11,15 +11,8 @@ import pytest
 import yaml
 
 from exporter.settings import load_settings
-from tests.support.helm import (
-    ALERTS,
-    DASHBOARD,
-    WITH_TOKEN,
-    bundled_rules,
-    merged,
-    scenario_values,
-)
-from tests.support.tools import require_tool
+from tests.support.helm import WITH_TOKEN, merged, scenario_values
+from tests.support.tools import ALERTS, DASHBOARD, bundled_rules, require_tool
 
 # The prometheus-operator CRDs are not available offline (and kubernetes-validate ships only
 # built-in kinds), so the fields this chart sets are checked against this excerpt of the
@@ -219,7 +212,7 @@ def test_prometheus_rule_without_extra_rules_has_only_the_bundled_groups(render)
     assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"]
 
 
-# --- Grafana dashboard, NetworkPolicy, PDB ------------------------------------------------------
+# --- Grafana dashboard -------------------------------------------------------------------------
 
 
 def test_dashboard_config_map_carries_the_dashboard_for_the_sidecar(render):

@@ -19,7 +19,6 @@ from exporter.settings import load_settings
 from exporter.simulator import Simulator, make_account
 from tests.support.exposition import sample
 from tests.support.helm import (
-    CHART,
     PROMETHEUS_OPERATOR,
     SHARDING_KUBE_VERSIONS,
     WITH_TOKEN,
@@ -32,7 +31,7 @@ from tests.support.helm import (
     scenario_values,
 )
 from tests.support.simulator import TOKEN as SIMULATOR_TOKEN
-from tests.support.tools import clean_environ
+from tests.support.tools import CHART, clean_environ
 
 SHARD_LAUNCHER = CHART / "files" / "shard.py"
 

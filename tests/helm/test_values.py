@@ -10,14 +10,8 @@ import helm_python
 import pytest
 import yaml
 
-from tests.support.helm import (
-    ACCOUNT_A,
-    CHART,
-    GLOBAL_KEY,
-    TOKEN,
-    WITH_TOKEN,
-    merged,
-)
+from tests.support.helm import ACCOUNT_A, GLOBAL_KEY, TOKEN, WITH_TOKEN, merged
+from tests.support.tools import CHART
 
 
 def test_defaults_satisfy_the_schema(chart):

@@ -13,11 +13,8 @@ import yaml
 from helm_python import _native as helm_native
 from kubernetes_validate.utils import all_versions
 
-from tests.support.tools import ROOT
+from tests.support.tools import CHART
 
-CHART = ROOT / "helm" / "cloudflare-oauth-exporter"
-ALERTS = CHART / "files" / "alerts.yml"
-DASHBOARD = CHART / "files" / "dashboard.json"
 SCENARIOS = sorted(path.name for path in (CHART / "ci").glob("*-values.yaml"))
 # The oldest and newest Kubernetes whose schemas kubernetes-validate ships: 1.25, the oldest the
 # chart's kubeVersion accepts, and the newest there is.
@@ -88,12 +85,6 @@ class Release:
         return found[0]
 
     @property
-    def service(self) -> dict[str, Any]:
-        """The metrics Service (not the StatefulSet's headless one)."""
-        (service,) = [s for s in self.all("Service") if s["spec"].get("clusterIP") != "None"]
-        return service
-
-    @property
     def pod(self) -> dict[str, Any]:
         spec: dict[str, Any] = self.workload["spec"]["template"]["spec"]
         return spec
@@ -123,12 +114,6 @@ def credential_source(release: Release, file_path: str) -> tuple[str, str]:
             assert len(items) == 1
             return volume["secret"]["secretName"], item["key"]
     raise AssertionError(f"{file_path} lies on no volume mounted in the container")
-
-
-def bundled_rules() -> list[dict[str, Any]]:
-    """Every rule of the plain Prometheus rule file the chart ships."""
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
 
 
 def render_at(

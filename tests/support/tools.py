@@ -8,12 +8,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-DASHBOARD = ROOT / "helm" / "cloudflare-oauth-exporter" / "files" / "dashboard.json"
+CHART = ROOT / "helm" / "cloudflare-oauth-exporter"
+DASHBOARD = CHART / "files" / "dashboard.json"
+ALERTS = CHART / "files" / "alerts.yml"  # the plain Prometheus rule file the chart ships
 # What is too big or slow to make on every run and does not belong in the repository: tools in
 # their own environments, Debian roots, container images. scripts/test uses the same place.
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / (
@@ -69,6 +72,16 @@ def clean_environ(**extra: str) -> dict[str, str]:
     }
     environ.update(extra)
     return environ
+
+
+def bundled_rules() -> list[dict[str, Any]]:
+    """Every rule of the plain Prometheus rule file the chart ships."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def bundled_alert(name: str) -> dict[str, Any]:
+    return next(rule for rule in bundled_rules() if rule.get("alert") == name)
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
