@@ -364,7 +364,7 @@ def single_answer(clients: int) -> SingleAnswer:
     ):  # fmt: skip
         latencies: list[float] = []
         with httpx.Client(timeout=30) as client:
-            while not process.refreshes():
+            while not latencies or not process.refreshes():  # one scrape at least
                 started_at = time.perf_counter()
                 client.get(f"{url}/metrics")
                 latencies.append((time.perf_counter() - started_at) * 1000)

@@ -64,21 +64,11 @@ def test_console_script_and_module_agree():
         (("--cloudflare.api-token-file", "/nonexistent/token"), {}, "--cloudflare.api-token-file"),
         ((), {"CLOUDFLARE_API_TOKEN_FILE": "/nonexistent/token"}, "CLOUDFLARE_API_TOKEN_FILE"),
         (("--log.format", "xml"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "--log.format"),
-        # each of these ended in a traceback, or was accepted and broke (or hung) later
-        (("--web.listen-address", "a" * 64 + ".example:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN},
-         "label of 64 characters"),
+        # A few of what used to end in a traceback or hang, as a real process meets them
+        # (tests/test_config_errors.py has every flag and variable): a host name, a non-ASCII
+        # credential, and a pattern stopped by the timer on the main thread.
         (("--web.listen-address", "a..b:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "empty label"),
-        (("--cloudflare.api-url", "http://[::1"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "not a URL"),
-        ((), {"CLOUDFLARE_API_URL": "http://h:99999", "CLOUDFLARE_API_TOKEN": TOKEN},
-         "CLOUDFLARE_API_URL"),
         ((), {"CLOUDFLARE_API_TOKEN": "t\u00f6ken"}, "not printable ASCII"),
-        ((), {"CLOUDFLARE_API_EMAIL": "\u00f6ps@example.com", "CLOUDFLARE_API_KEY": "k" * 37},
-         "CLOUDFLARE_API_EMAIL"),
-        (("--refresh.interval", "9999999999999999999999s"), {"CLOUDFLARE_API_TOKEN": TOKEN},
-         "at most 24h"),
-        (("--metrics.allowlist", "a{4294967296}"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "too large"),
-        (("--metrics.allowlist", "(" * 1000 + ")" * 1000), {"CLOUDFLARE_API_TOKEN": TOKEN},
-         "the most is 256"),
         (("--metrics.allowlist", r"(\w*)*x"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "longer than 1s"),
         (("--refresh.intreval", "5m"), {"CLOUDFLARE_API_TOKEN": TOKEN},
          "did you mean --refresh.interval?"),

@@ -40,6 +40,7 @@ class ServerThread:
         sock: socket.socket | None = None,
     ) -> None:
         self.release = threading.Event()
+        self.holding = 0  # requests to /hold inside the app
         self._socket = sock or bind_socket("127.0.0.1", 0)
         self.address = address_of(self._socket)
         self.listener = Listener(
@@ -63,6 +64,7 @@ class ServerThread:
         if scope["path"] == "/slow":
             await asyncio.sleep(1.0)
         elif scope["path"] == "/hold":
+            self.holding += 1
             await asyncio.to_thread(self.release.wait, 10)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -181,8 +183,7 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_and_service_recovers
     holders = [threading.Thread(target=hold) for _ in range(4)]
     for thread in holders:
         thread.start()
-    wait_until(lambda: server.listener.open_connections == 4)
-    time.sleep(0.1)  # their requests are in the app
+    wait_until(lambda: server.holding == 4)  # every connection is in the middle of a request
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url, timeout=5)  # closed at once, not left waiting
     server.release.set()

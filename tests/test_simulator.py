@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections import Counter
 
 import httpx
 import pytest
 
+from exporter.changes import ChangeDetector
+from exporter.findings import client_findings
+from exporter.model import parse_oauth_client
 from exporter.simulator import Fault, SimAccount, Simulator, demo_accounts, make_account
 from tests.support.simulator import TOKEN
 
@@ -122,12 +127,6 @@ def test_demo_data_is_stable_and_covers_the_scenarios():
 
 
 def test_the_demos_living_account_changes_in_every_way_change_detection_counts():
-    import asyncio
-    from collections import Counter
-
-    from exporter.changes import ChangeDetector
-    from exporter.findings import client_findings
-    from exporter.model import parse_oauth_client
     from exporter.simulator import change_now_and_then, demo_accounts
 
     accounts = demo_accounts()
@@ -165,8 +164,6 @@ def test_the_demos_living_account_changes_in_every_way_change_detection_counts()
 
 
 def test_the_write_endpoints_answer_as_the_api_does(serve_simulator):
-    import httpx
-
     account = make_account(random.Random(31), "Writable", 2)
     url = serve_simulator(simulator := Simulator([account]))
     base = f"/accounts/{account.id}/oauth_clients"
