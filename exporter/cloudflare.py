@@ -406,7 +406,10 @@ class CloudflareAPI:
             stream = EnvelopeStream(max_value_size=MAX_ITEM_SIZE)
             item = handlers.item
             async for raw in response.aiter_raw():
-                for text in decoder.feed(raw):
+                for index, text in enumerate(decoder.feed(raw)):
+                    if index:  # a compressed read inflating to many pieces: let others run
+                        handlers.flush()
+                        await asyncio.sleep(0)
                     for value in stream.feed(text):
                         item(value)
                 handlers.flush()

@@ -7,15 +7,18 @@ sent to the exporter running as its own process, whose peak RSS is read from /pr
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from exporter.body import PIECE, BodyDecoder
 from exporter.logs import LogfmtFormatter, configure_logging
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account
@@ -233,6 +236,42 @@ def test_log_lines_are_bounded_and_escaped():
     assert len(line.encode("utf-8")) <= 8192
     assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", line)
     assert "more]" in line
+
+
+def test_a_compressed_answer_lets_the_event_loop_run_while_it_inflates(refresher, monkeypatch):
+    # A few KB on the wire that inflate to 16 MB: one network read holds hundreds of pieces of
+    # text to parse, and scrapes (any other task) must get the loop between them, not after.
+    good, bad = two_accounts(5)
+    bad.fault = Fault.gzip_repeats(bad.clients[0], expanded_megabytes=16)
+    since_tick = [0]  # pieces decoded since the other task last ran
+    most = [0]
+    feed = BodyDecoder.feed
+
+    def counted(self: BodyDecoder, raw: bytes) -> Iterator[str]:
+        for text in feed(self, raw):
+            since_tick[0] += 1
+            most[0] = max(most[0], since_tick[0])
+            yield text
+
+    monkeypatch.setattr(BodyDecoder, "feed", counted)
+    poller = refresher(Simulator([good, bad]))
+
+    async def refresh_beside_another_task() -> bool:
+        async def other() -> None:
+            while True:
+                since_tick[0] = 0
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        try:
+            return bool(await poller.poller.refresh())
+        finally:
+            task.cancel()
+
+    assert poller.run(refresh_beside_another_task())
+    assert poller.value("cloudflare_oauth_clients", account_id=bad.id) == 1  # repeats of one
+    assert poller.value("cloudflare_oauth_account_up", account_id=bad.id) == 1
+    assert most[0] <= 2, f"{most[0]} pieces of {PIECE} bytes parsed without a pause"
 
 
 # --- the exporter as its own process: memory -------------------------------------------------

@@ -133,6 +133,19 @@ class Fault:
             headers={"Content-Encoding": "gzip"},
         )  # fmt: skip
 
+    @classmethod
+    def gzip_repeats(cls, client: dict[str, object], expanded_megabytes: int) -> Fault:
+        """A valid answer, gzip-compressed: `client` repeated for `expanded_megabytes` of JSON
+        (one client, listed again and again; a few hundred times smaller on the wire)."""
+        compress = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        item = json.dumps(client).encode() + b","
+        parts = [compress.compress(b'{"success": true, "errors": [], "messages": [], "result": [')]
+        block = item * ((1 << 20) // len(item) + 1)
+        parts.extend(compress.compress(block) for _ in range(expanded_megabytes))
+        parts.append(compress.compress(json.dumps(client).encode() + b"]}") + compress.flush())
+        body = [part for part in parts if part]
+        return cls(status=200, stream=lambda: iter(body), headers={"Content-Encoding": "gzip"})
+
 
 _BOMBS: dict[int, list[bytes]] = {}
 
