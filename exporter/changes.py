@@ -80,9 +80,9 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
     to a size (a record stays under ~2 KB whatever the client holds)."""
     return [
         client.client_id[:_MAX_TEXT],
-        well_formed((client.client_name or "")[:MAX_LABEL_LENGTH]),
-        client.visibility[:MAX_LABEL_LENGTH],
-        (client.token_endpoint_auth_method or "")[:MAX_LABEL_LENGTH] or None,
+        _kept_text(client.client_name or ""),
+        _kept_text(client.visibility),
+        _kept_text(client.token_endpoint_auth_method or "") or None,
         _kept_list(client.redirect_uris),
         _kept_list(client.post_logout_redirect_uris),
         _kept_list(client.allowed_cors_origins),
@@ -96,12 +96,19 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
     ]
 
 
+def _kept_text(value: str) -> str:
+    """The value as an audit line shows it, cut to MAX_LABEL_LENGTH; when that is not all of
+    it (or it held a lone surrogate), a digest of the whole follows, so any change still shows."""
+    kept = well_formed(value[:MAX_LABEL_LENGTH])
+    return kept if kept == value else f"{kept}… #{_short(value)}"
+
+
 def _kept_list(values: Iterable[str]) -> list[str]:
     """The sorted distinct values, the first few cut to _MAX_TEXT; when that is not all of
     them, a last item `+N #digest` stands for the whole, so any change still shows."""
     distinct = sorted(set(values))
     kept = [well_formed(value[:_MAX_TEXT]) for value in distinct[:_MAX_LISTED]]
-    if len(distinct) > _MAX_LISTED or any(len(value) > _MAX_TEXT for value in distinct):
+    if len(distinct) > _MAX_LISTED or kept != distinct:
         kept.append(f"+{len(distinct) - len(kept)} #{_short(tuple(distinct))}")
     return kept
 

@@ -141,6 +141,23 @@ def test_a_change_past_the_kept_values_is_still_seen():
     assert detect([long], [longer]).by_field == Counter({"redirect_uris": 1})
 
 
+@pytest.mark.parametrize(
+    ("field", "before", "after"),
+    [
+        ("client_name", "A" * 200, "A" * 199 + "B"),  # past the 128 characters a line shows
+        ("client_name", "App \ud800", "App \udfff"),  # both shown as U+FFFD
+        ("visibility", "v" * 200, "v" * 199 + "w"),
+        ("token_endpoint_auth_method", "m" * 200, "m" * 199 + "n"),
+        ("redirect_uris", ["https://a.example.com/\ud800"], ["https://a.example.com/\udfff"]),
+    ],
+)
+def test_a_change_the_audit_line_cannot_show_is_still_counted(field, before, after):
+    found = detect([{**CLIENT, field: before}], [{**CLIENT, field: after}])
+    assert found.by_field == Counter({field: 1})
+    [event] = found.events
+    assert all(len(text) < 400 for _, text in event.details)  # cut, with a digest of the whole
+
+
 def test_a_burst_is_counted_in_full_and_listed_in_part():
     rng = random.Random(1)
     found = detect([], [make_client(rng, n) for n in range(10_000)])
