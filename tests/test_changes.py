@@ -51,31 +51,36 @@ def test_the_first_refresh_is_the_baseline_and_says_nothing():
     assert found.events == ()
 
 
-@pytest.mark.parametrize(
-    ("edit", "fields"),
-    [
-        ({"visibility": "public"}, {"visibility"}),  # verified: public adds no finding
-        ({"token_endpoint_auth_method": "none"}, {"token_endpoint_auth_method"}),
-        ({"redirect_uris": ["https://b.example.com/cb"]}, {"redirect_uris"}),
-        ({"redirect_uris": ["https://a.example.com/cb", "http://b.example.com/cb"]},
-         {"redirect_uris", "findings"}),
-        ({"post_logout_redirect_uris": ["https://a.example.com/bye"]},
-         {"post_logout_redirect_uris"}),
-        ({"allowed_cors_origins": ["*"]}, {"allowed_cors_origins", "findings"}),
-        ({"grant_types": ["authorization_code", "refresh_token"]}, {"grant_types"}),
-        ({"response_types": ["code", "token"]}, {"response_types", "findings"}),
-        ({"scopes": ["account.read"]}, {"scopes"}),
-        ({"client_uri": "https://a.example.com"}, {"client_uri"}),
-        ({"client_uri_verification": {"status": "failed", "text": "t"}},
-         {"client_uri_verification"}),
-        ({"client_uri_verification": {"status": "verified", "text": "other"}},
-         {"client_uri_verification"}),
-        ({"has_rotated_secret": True}, {"has_rotated_secret"}),
-        ({"client_name": "Renamed"}, {"client_name"}),
-        ({"redirect_uris": list(reversed(["https://a.example.com/cb"]))}, set()),  # same set
-        ({"logo_uri": "https://a.example.com/logo.png"}, set()),  # not a documented field here
-    ],
-)  # fmt: skip
+# An edit of CLIENT, and the documented fields it changes: every field, and edits that are none.
+FIELD_EDITS = [
+    ({"visibility": "public"}, {"visibility"}),  # verified: public adds no finding
+    ({"token_endpoint_auth_method": "none"}, {"token_endpoint_auth_method"}),
+    ({"redirect_uris": ["https://b.example.com/cb"]}, {"redirect_uris"}),
+    ({"redirect_uris": ["https://a.example.com/cb", "http://b.example.com/cb"]},
+     {"redirect_uris", "findings"}),
+    ({"post_logout_redirect_uris": ["https://a.example.com/bye"]},
+     {"post_logout_redirect_uris"}),
+    ({"allowed_cors_origins": ["*"]}, {"allowed_cors_origins", "findings"}),
+    ({"grant_types": ["authorization_code", "refresh_token"]}, {"grant_types"}),
+    ({"response_types": ["code", "token"]}, {"response_types", "findings"}),
+    ({"scopes": ["account.read"]}, {"scopes"}),
+    ({"client_uri": "https://a.example.com"}, {"client_uri"}),
+    ({"client_uri_verification": {"status": "failed", "text": "t"}},
+     {"client_uri_verification"}),
+    ({"client_uri_verification": {"status": "verified", "text": "other"}},
+     {"client_uri_verification"}),
+    ({"has_rotated_secret": True}, {"has_rotated_secret"}),
+    ({"client_name": "Renamed"}, {"client_name"}),
+    ({"redirect_uris": list(reversed(["https://a.example.com/cb"]))}, set()),  # same set
+    ({"logo_uri": "https://a.example.com/logo.png"}, set()),  # not a documented field here
+]  # fmt: skip
+
+
+def test_the_edits_cover_every_documented_field():
+    assert set().union(*(fields for _, fields in FIELD_EDITS)) == set(FIELDS)
+
+
+@pytest.mark.parametrize(("edit", "fields"), FIELD_EDITS)
 def test_each_documented_field_counts_once_when_it_changes(edit, fields):
     found = detect([CLIENT], [{**CLIENT, **edit}])
     assert found.by_change == (Counter({"updated": 1}) if fields else Counter())
@@ -168,8 +173,50 @@ def test_a_burst_is_counted_in_full_and_listed_in_part():
 
 # --- property: counters against an independent diff ------------------------------------------
 
-EDITS = st.sampled_from(["create", "delete", "visibility", "redirect", "rotate", "name", "grant",
-                         "nothing"])  # fmt: skip
+
+def _uris(rng: random.Random) -> list[str]:
+    """0 to 8 URIs: more than an audit line lists, risky ones, one longer than it keeps."""
+    pool = ["https://a.example.com/cb", "http://b.example.com/cb", "https://*.example.com/cb",
+            "https://c.example.com/" + "x" * 400, "https://c.example.com/" + "x" * 399 + "y",
+            *(f"https://{n}.example.com/cb" for n in range(6)), "not a uri"]  # fmt: skip
+    return rng.sample(pool, rng.randrange(0, 9))
+
+
+# A new value for each documented field (None: the field is left out).
+NEW_VALUE = {
+    "visibility": lambda rng: rng.choice(["public", "private", "internal"]),
+    "token_endpoint_auth_method": lambda rng: rng.choice(
+        ["none", "client_secret_basic", "client_secret_post", "m" * 200, None]
+    ),
+    "redirect_uris": _uris,
+    "post_logout_redirect_uris": _uris,
+    "allowed_cors_origins": lambda rng: rng.choice([["*"], ["https://x.example.com"], []]),
+    "grant_types": lambda rng: rng.choice(
+        [["authorization_code"], ["refresh_token"], ["authorization_code", "refresh_token"]]
+    ),
+    "response_types": lambda rng: rng.choice([["code"], ["code", "token"], ["id_token"], None]),
+    "scopes": lambda rng: rng.choice([["account.read"], ["account.read", "zone.read"], None]),
+    "client_uri": lambda rng: rng.choice(
+        ["https://a.example.com", "http://b.example.com", "not a uri", None]
+    ),
+    "client_uri_verification": lambda rng: rng.choice(
+        [
+            {"status": "verified", "text": "t"},
+            {"status": "verified", "text": "u"},
+            {"status": "failed"},
+            None,
+        ]
+    ),
+    "has_rotated_secret": lambda rng: rng.choice([True, False, None]),
+    "client_name": lambda rng: rng.choice(
+        ["A", "B", "\ud800", "\udfff", "x" * 200, "x" * 199 + "y"]
+    ),
+}
+EDITS = st.sampled_from(["create", "delete", "nothing", *NEW_VALUE])
+
+
+def test_the_random_edits_reach_every_documented_field_but_findings():
+    assert set(NEW_VALUE) == set(FIELDS) - {"findings"}  # findings follow from the others
 
 
 def plain_diff(before: dict[str, OAuthClient], after: dict[str, OAuthClient]):
@@ -190,15 +237,21 @@ def plain_diff(before: dict[str, OAuthClient], after: dict[str, OAuthClient]):
 
     changes: Counter[str] = Counter()
     fields: Counter[str] = Counter()
+    gained: Counter[str] = Counter()
+    made_public = 0
     changes["created"] = len(after.keys() - before.keys())
     changes["deleted"] = len(before.keys() - after.keys())
+    for key in after.keys() - before.keys():
+        gained.update(client_findings(after[key]))
     for key in before.keys() & after.keys():
         old, new = values(before[key]), values(after[key])
         differing = [f for f in FIELDS if old[f] != new[f]]
         if differing:
             changes["updated"] += 1
             fields.update(differing)
-    return +changes, fields
+        gained.update(client_findings(after[key]) - client_findings(before[key]))
+        made_public += old["visibility"] != "public" and new["visibility"] == "public"
+    return +changes, fields, gained, made_public
 
 
 @settings(max_examples=60, deadline=None)
@@ -225,24 +278,22 @@ def test_random_edits_are_counted_exactly_like_a_plain_diff(seed, edits):
                 clients[fresh["client_id"]] = fresh
             elif edit == "delete":
                 del clients[target["client_id"]]
-            elif edit == "visibility":
-                target["visibility"] = rng.choice(["public", "private", "internal"])
-            elif edit == "redirect":
-                target["redirect_uris"] = [rng.choice(["http", "https"]) + "://x.example.com/cb"]
-            elif edit == "rotate":
-                target["has_rotated_secret"] = not target.get("has_rotated_secret", False)
-            elif edit == "name":
-                target["client_name"] = rng.choice(["A", "B", "\ud800"])
-            elif edit == "grant":
-                target["grant_types"] = rng.choice([["authorization_code"], ["refresh_token"]])
+            elif edit != "nothing":
+                value = NEW_VALUE[edit](rng)
+                if value is None:
+                    target.pop(edit, None)
+                else:
+                    target[edit] = value
         after = {k: parse_oauth_client(v) for k, v in clients.items()}
         detector = ChangeDetector(baseline)
         for client in after.values():
             detector.add(client, client_findings(client))
         baseline, found = detector.finish()
-        expected_changes, expected_fields = plain_diff(before, after)
+        expected_changes, expected_fields, gained, made_public = plain_diff(before, after)
         assert +found.by_change == expected_changes
         assert +found.by_field == +expected_fields
+        assert +found.findings_gained == +gained
+        assert found.made_public == made_public
         assert found.total == sum(expected_changes.values())
 
 
@@ -318,6 +369,25 @@ def test_changes_made_through_the_api_are_counted_and_audited(living, caplog):
     assert events["created"].account_name == "Acme"
     assert "client_name" in events["updated"].fields
     assert events["updated"].visibility == "private -> public"
+
+
+@pytest.mark.parametrize(("edit", "fields"), FIELD_EDITS)
+def test_each_field_changed_through_the_api_is_counted_exactly(living, edit, fields):
+    _, account, refresher, http = living
+    base = f"/accounts/{account.id}/oauth_clients"
+    made = http.post(base, json={k: v for k, v in CLIENT.items() if k != "client_id"})
+    assert made.status_code == 200, made.text
+    client_id = made.json()["result"]["client_id"]
+    assert refresher.refresh()  # the baseline, with the new client in it
+    answer = http.patch(f"{base}/{client_id}", json=edit)
+    assert answer.status_code == 200, answer.text
+    assert refresher.refresh()
+    name = "cloudflare_oauth_client_changes_total"
+    changes = [counter(refresher, name, account.id, change=c) for c in CHANGES]
+    assert changes == [0, 0, 1 if fields else 0]
+    field = "cloudflare_oauth_client_field_changes_total"
+    counted = {f: counter(refresher, field, account.id, field=f) for f in FIELDS}
+    assert counted == {f: int(f in fields) for f in FIELDS}
 
 
 def test_a_failed_refresh_detects_nothing_and_keeps_the_baseline(living):
