@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.changes import CHANGES, FIELDS, MAX_EVENTS, ChangeDetector, Detected
+from exporter.changes import (
+    CHANGES,
+    FIELDS,
+    MAX_EVENTS,
+    ChangeDetector,
+    ClientChange,
+    Detected,
+    RecentChanges,
+)
 from exporter.findings import FINDINGS, client_findings
 from exporter.model import OAuthClient, parse_oauth_client
 from exporter.simulator import Fault, Simulator, make_account, make_client
@@ -169,6 +177,19 @@ def test_a_burst_is_counted_in_full_and_listed_in_part():
     assert found.by_change == Counter({"created": 10_000})
     assert found.total == 10_000
     assert len(found.events) == MAX_EVENTS
+
+
+def test_the_status_page_keeps_the_last_hundred_changes_newest_first():
+    recent = RecentChanges()
+    for refresh in range(30):  # 30 refreshes of 7 changes each: 210 in all
+        changes = [ClientChange("created", f"r{refresh}c{n}", "", (), ()) for n in range(7)]
+        recent.add(float(refresh), "acc", None, changes)
+    assert len(recent.items) == 100
+    assert [item[3].client_id for item in recent.items[:8]] == [
+        *(f"r29c{n}" for n in reversed(range(7))),
+        "r28c6",
+    ]
+    assert recent.items[-1][3].client_id == "r15c5"  # 210 - 100 = 110 older ones let go
 
 
 # --- property: counters against an independent diff ------------------------------------------

@@ -37,8 +37,6 @@ def modules() -> list[str]:
         relative = path.relative_to(ROOT).as_posix()
         if path.parent != package:  # a subpackage is one row
             relative = path.parent.relative_to(ROOT).as_posix() + "/"
-        elif path.name == "__init__.py":
-            continue
         found.append(relative)
     return sorted(set(found))
 
