@@ -11,7 +11,8 @@ Stages, each with its own processes (simulator, exporter, ceiling app, wrk), Lin
 3. /metrics under wrk between refreshes and while refreshes run back to back, against a bare
    uvicorn app serving the same bytes (the ceiling).
 4. Peak RSS of the exporter process at --memory-accounts x --memory-clients, over three
-   refreshes (the later two compared with the one before) and gzip scrapes.
+   refreshes (the later two compared with the one before) and gzip scrapes; then /metrics under
+   wrk alone and while 4 clients loop on the status page.
 5. One account of --single-clients clients in one answer (the spec-literal endpoint): refresh
    time, peak RSS, and /metrics latency while that answer is parsed.
 """
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.25)
         peak = process.peak_rss_mb()
         series = httpx.get(f"{url}/metrics", timeout=30).text.count("\ncloudflare_oauth_")
+        # The status page of as many accounts as it shows: visitors must not slow /metrics.
+        alone = wrk(f"{url}/metrics", args.seconds, args.connections)
+        with visitors(f"{url}/", 4) as pages:
+            visited = wrk(f"{url}/metrics", args.seconds, args.connections)
 
     single = single_answer(args.single_clients)
 
@@ -333,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         Row(f"peak RSS, {args.memory_accounts} x {args.memory_clients} clients",
             f"{peak:.1f} MB ({series} account series, change detection on)", "< 70 MB",
             peak < 70),
+        Row(f"/metrics while 4 clients loop GET / ({args.memory_accounts} accounts)",
+            f"p50 {visited.p50_ms:.2f} ms (alone {alone.p50_ms:.2f}), "
+            f"{pages[0] / args.seconds:.0f} pages/s", "p50 <= 2 x alone",
+            visited.p50_ms <= 2 * alone.p50_ms),
         Row(f"one answer of {args.single_clients} clients: refresh", f"{single.wall:.2f} s "
             f"({single.wall / args.single_clients * 1e6:.1f} us a client)"),
         Row("  peak RSS", f"{single.peak:.1f} MB", "< 100 MB", single.peak < 100),
@@ -342,6 +351,31 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     print(_table(rows, args, len(body)))
     return 0
+
+
+@contextmanager
+def visitors(url: str, count: int) -> Iterator[list[int]]:
+    """`count` clients fetching `url` again and again; yields [pages fetched], filled at exit."""
+    stop = threading.Event()
+    fetched = [0] * count
+
+    def visit(index: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                client.get(url).raise_for_status()
+                fetched[index] += 1
+
+    threads = [threading.Thread(target=visit, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    total = [0]
+    try:
+        yield total
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        total[0] = sum(fetched)
 
 
 @dataclass
