@@ -252,11 +252,10 @@ class CloudflareAPI:
                 if params and pager.answers == 0 and not plain_retry:
                     plain_retry = True  # "retry once without them"
                     continue
-                if pager.answers and "page" in params and pager.probing:
-                    # It refuses page=N: one answer is all it gives, and that was no result_info.
-                    habits.takes_page = False
+                if pager.refused(params) is not None:
+                    # It refuses page=N: one answer is all it gives (a total_count saying more
+                    # remain notwithstanding, as the spec's own example does).
                     self._learned(endpoint, "it refuses the page parameter: one answer is all")
-                    pager.stopped_by = "no result_info"
                     break
                 raise refused.error from None
             if plain_retry:

@@ -51,6 +51,17 @@ def info(**fields: Any) -> ResultInfo:
         (PageFacts(7, 7, 7, None), EndpointHabits(ignores_paging=False), None),
         (PageFacts(7, 7, 7, None), EndpointHabits(quiet_page_size=20), "short page"),
         (PageFacts(20, 20, 20, None), EndpointHabits(quiet_page_size=20), None),
+        # an endpoint known to answer 400 to page=N: what one answer gave is all
+        (
+            PageFacts(30, 30, 30, info(total_count=2000)),
+            EndpointHabits(takes_page=False),
+            "page refused",
+        ),
+        (
+            PageFacts(30, 30, 30, info(total_count=30)),
+            EndpointHabits(takes_page=False),
+            "total_count reached",
+        ),
     ],
 )
 def test_the_first_answer_decides_the_next_step(facts, habits, expected):
@@ -256,3 +267,57 @@ def test_every_paging_behaviour_exports_exact_counts_with_up_1(serve_simulator, 
         assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(
             account.clients
         )
+
+
+# --- an endpoint that refuses paging parameters and overstates total_count ------------------
+
+
+def test_a_400_to_page_2_of_an_endpoint_that_refuses_paging_ends_the_listing(
+    serve_simulator, caplog
+):
+    """The spec's body (per_page 20, total_count 2000, every client in one answer) from an
+    endpoint that answers 400 to any query parameter: valid under the schema, so no account
+    fails. The 400 to page=2 is learned once; later listings are one request each."""
+    rng = random.Random(8)
+    accounts = [
+        make_account(rng, f"A{i}", 30, paging="strict", reported_total=2000) for i in range(3)
+    ]
+    url = serve_simulator(sim := Simulator(accounts))
+    with caplog.at_level(logging.INFO, logger="exporter.cloudflare"):
+        found = list_all(url, accounts)
+    for account, (ids, summary) in zip(accounts, found, strict=True):
+        assert ids == {c["client_id"] for c in account.clients}
+        assert (summary.distinct, summary.total_count) == (30, 2000)
+        assert summary.stopped_by == "page refused"
+    assert [sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts] == [3, 1, 1]
+    assert sim.status_counts[400] == 2  # page=1&per_page=50, then page=2: each once
+    learned = [r.learned for r in caplog.records if r.getMessage().startswith("learned how")]
+    assert len(learned) == 2, learned
+    short = [r for r in caplog.records if "fewer distinct" in r.getMessage()]
+    assert [(r.account_id, r.stopped_by, r.distinct, r.total_count) for r in short] == [
+        (a.id, "page refused", 30, 2000) for a in accounts
+    ]
+
+
+def test_a_400_to_page_2_of_an_endpoint_that_took_page_numbers_stays_an_error(serve_simulator):
+    """Only an endpoint learned to refuse paging parameters ends a listing on a 400 to a later
+    page; from one that has answered page=N before, a 400 is an error, as any other."""
+    from exporter.simulator import Fault
+
+    rng = random.Random(9)
+    first, second = (make_account(rng, f"A{i}", 30, paging="max_per_page") for i in range(2))
+    url = serve_simulator(sim := Simulator([first, second]))
+
+    async def scenario() -> None:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options())
+        try:
+            assert (await client.list_oauth_clients(first.id, lambda batch: None)).distinct == 30
+            second.faults.extend([Fault.slow(0), Fault.api_error(400, 6008, "Invalid request")])
+            with pytest.raises(ApiError) as raised:
+                await client.list_oauth_clients(second.id, lambda batch: None)
+            assert raised.value.status == 400
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert sim.requests[f"/accounts/{second.id}/oauth_clients"] == 2
