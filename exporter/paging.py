@@ -39,6 +39,9 @@ class EndpointHabits:
     # The size of a full page when the endpoint pages without saying so (no result_info): a
     # first page shorter than this is the only one.
     quiet_page_size: int = 0
+    # True once a listing has ended or had a second answer: what its first request and page 2
+    # teach is known, and listings no longer wait for one another to learn it.
+    settled: bool = False
 
 
 @dataclass(frozen=True)

@@ -321,3 +321,96 @@ def test_a_400_to_page_2_of_an_endpoint_that_took_page_numbers_stays_an_error(se
 
     asyncio.run(scenario())
     assert sim.requests[f"/accounts/{second.id}/oauth_clients"] == 2
+
+
+# --- the first listing of an endpoint teaches it; the others wait for the lesson ------------
+
+
+@pytest.mark.parametrize(("reported_total", "refusals"), [(None, 1), (2000, 2)])
+def test_concurrent_first_listings_pay_for_a_lesson_once(serve_simulator, reported_total, refusals):
+    """8 accounts at concurrency 4 on an endpoint that answers 400 to any parameter: one 400
+    for the process (two when total_count overstates, which page=2 answers), none later."""
+    from tests.support.exposition import sample
+    from tests.support.refresh import Refresher
+
+    rng = random.Random(10)
+    accounts = [
+        make_account(rng, f"A{i}", 10 + i, paging="strict", reported_total=reported_total)
+        for i in range(8)
+    ]
+    url = serve_simulator(sim := Simulator(accounts, latency=0.05))
+    with Refresher(url, concurrency=4) as refresher:
+        for refresh in (1, 2):
+            sim.max_in_flight = 0
+            assert refresher.refresh()
+            assert sim.status_counts[400] == refusals, refresh
+            assert sim.max_in_flight > 1, "once learned, listings run side by side"
+            body = refresher.store.render()
+            for account in accounts:
+                assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
+                assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(
+                    account.clients
+                )
+    paths = [f"/accounts/{a.id}/oauth_clients" for a in accounts]
+    assert sum(sim.requests[p] for p in paths) == 2 * len(accounts) + refusals
+
+
+def test_the_next_listing_learns_when_the_first_one_fails(serve_simulator):
+    """The first listing holds the others back while it learns; when it fails, the next one
+    learns in its place, and nothing waits for ever."""
+    from exporter.simulator import Fault
+
+    rng = random.Random(11)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(4)]
+    accounts[0].fault = Fault.api_error(403, 10000, "Authentication error")
+    url = serve_simulator(sim := Simulator(accounts))
+
+    async def scenario() -> list[ListingSummary | BaseException]:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts),
+                    return_exceptions=True,
+                ),
+                timeout=30,
+            )
+        finally:
+            await client.aclose()
+
+    failed, *listed = asyncio.run(scenario())
+    assert isinstance(failed, ApiError)
+    assert failed.status == 403
+    assert [s.distinct for s in listed if isinstance(s, ListingSummary)] == [5, 5, 5]
+    assert sim.status_counts[400] == 1
+
+
+def test_the_next_listing_learns_when_the_first_one_is_cancelled(serve_simulator):
+    from exporter.simulator import Fault
+
+    rng = random.Random(12)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(3)]
+    accounts[0].fault = Fault.slow(10)
+    url = serve_simulator(sim := Simulator(accounts))
+
+    async def scenario() -> list[int]:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
+        try:
+            slow = asyncio.ensure_future(client.list_oauth_clients(accounts[0].id, lambda b: None))
+            while not sim.in_flight:  # the first listing holds the lesson, and waits
+                await asyncio.sleep(0.01)
+            others = asyncio.gather(
+                *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts[1:])
+            )
+            for _ in range(10):
+                await asyncio.sleep(0)  # as far as they can go
+            assert not others.done()  # they wait for what the first one learns
+            assert not any(sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts[1:])
+            slow.cancel()
+            summaries = await asyncio.wait_for(others, timeout=30)
+            return [s.distinct for s in summaries]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [5, 5]
+    assert sim.status_counts[400] == 1
