@@ -414,3 +414,30 @@ def test_the_next_listing_learns_when_the_first_one_is_cancelled(serve_simulator
 
     assert asyncio.run(scenario()) == [5, 5]
     assert sim.status_counts[400] == 1
+
+
+# --- result absent or null, through the refresh ---------------------------------------------
+
+
+def test_a_success_without_result_or_with_result_null_exports_0_clients_with_up_1(
+    serve_simulator,
+):
+    import json
+
+    from exporter.simulator import Fault
+    from tests.support.exposition import sample
+    from tests.support.refresh import Refresher
+
+    rng = random.Random(13)
+    absent, null = make_account(rng, "Absent", 0), make_account(rng, "Null", 0)
+    envelope = {"success": True, "errors": [], "messages": []}
+    absent.fault = Fault.envelope(json.dumps(envelope))
+    null.fault = Fault.envelope(json.dumps({**envelope, "result": None}))
+    url = serve_simulator(sim := Simulator([absent, null]))
+    with Refresher(url) as refresher:
+        assert refresher.refresh()
+        body = refresher.store.render()
+    for account in (absent, null):
+        assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
+        assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == 0
+        assert sim.requests[f"/accounts/{account.id}/oauth_clients"] == 1
