@@ -156,6 +156,7 @@ class CloudflareAPI:
         self._clock = clock  # wall time: HTTP dates and the pause metric
         self._in_flight = asyncio.Semaphore(concurrency)
         self._habits: dict[str, EndpointHabits] = {}  # learned per endpoint, for the process
+        self._lessons: dict[str, asyncio.Lock] = {}  # held by the listing learning them
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
         # Built once: a request is then one URL parse and a send, not httpx's per-call merging
@@ -235,9 +236,46 @@ class CloudflareAPI:
     async def _list(
         self, listing: _Listing, parse: Callable[[object], T], consume: Callable[[list[T]], None]
     ) -> ListingSummary:
-        """Walk every page of a list endpoint, handing items with a new id to `consume`."""
+        """Walk every page of a list endpoint, handing items with a new id to `consume`.
+
+        The first listing of an endpoint learns how it pages while the others wait: a lesson
+        (the 400 fallback, a probe) is then paid once per process, not once per listing running
+        at the same time. The wait ends when that listing has ended or had its second answer;
+        after that listings run side by side, and one that fails or is cancelled before leaves
+        the lesson to the next.
+        """
+        habits = self._habits.setdefault(listing.endpoint, EndpointHabits())
+        if habits.settled:
+            return await self._walk(listing, habits, parse, consume, None)
+        lesson = self._lessons.setdefault(listing.endpoint, asyncio.Lock())
+        await lesson.acquire()
+        held = True
+
+        def settle() -> None:
+            nonlocal held
+            habits.settled = True
+            if held:
+                held = False
+                lesson.release()
+
+        try:
+            if habits.settled:  # learned while this listing waited
+                settle()
+            return await self._walk(listing, habits, parse, consume, settle)
+        finally:
+            if held:
+                lesson.release()
+
+    async def _walk(
+        self,
+        listing: _Listing,
+        habits: EndpointHabits,
+        parse: Callable[[object], T],
+        consume: Callable[[list[T]], None],
+        settle: Callable[[], None] | None,
+    ) -> ListingSummary:
+        """The pages of one listing; `settle` once what the endpoint teaches has been learned."""
         endpoint = listing.endpoint
-        habits = self._habits.setdefault(endpoint, EndpointHabits())
         pager = Pager(habits, listing.page_size)
         progress = _Progress()
         seen = progress.seen
@@ -252,11 +290,10 @@ class CloudflareAPI:
                 if params and pager.answers == 0 and not plain_retry:
                     plain_retry = True  # "retry once without them"
                     continue
-                if pager.answers and "page" in params and pager.probing:
-                    # It refuses page=N: one answer is all it gives, and that was no result_info.
-                    habits.takes_page = False
+                if pager.refused(params) is not None:
+                    # It refuses page=N: one answer is all it gives (a total_count saying more
+                    # remain notwithstanding, as the spec's own example does).
                     self._learned(endpoint, "it refuses the page parameter: one answer is all")
-                    pager.stopped_by = "no result_info"
                     break
                 raise refused.error from None
             if plain_retry:
@@ -273,6 +310,10 @@ class CloudflareAPI:
                 if ignores_before is None and habits.ignores_paging:
                     self._learned(endpoint, "it ignores paging: one request per listing")
                 break
+            if settle is not None and pager.answers >= 2:
+                settle()  # a second answer: the first request's and the probe's lessons are in
+        if settle is not None:
+            settle()
         assert pager.stopped_by is not None
         if pager.total_count is not None and len(seen) < pager.total_count:
             log.info(

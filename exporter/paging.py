@@ -21,6 +21,7 @@ StopRule = Literal[
     "no result_info",  # an answer with nothing to page by, from an endpoint that does not page
     "short page",  # fewer items than a page holds, and no total_count to say otherwise
     "last cursor",  # cursor paging ended
+    "page refused",  # a 400 to page=N from an endpoint that takes no paging parameters
 ]
 
 
@@ -30,12 +31,17 @@ class EndpointHabits:
 
     takes_per_page: bool = True  # False once it answered 400 to a first page with per_page
     takes_page: bool = True  # False once it answered 400 to `page=N`
+    # True once it answered `page=N` (N > 1): a 400 to a later page is then an error, not a habit.
+    took_page: bool = False
     # Learned from a second page asked for after an answer without result_info: True when it
     # repeated the first (one answer is everything), False when it brought new ids.
     ignores_paging: bool | None = None
     # The size of a full page when the endpoint pages without saying so (no result_info): a
     # first page shorter than this is the only one.
     quiet_page_size: int = 0
+    # True once a listing has ended or had a second answer: what its first request and page 2
+    # teach is known, and listings no longer wait for one another to learn it.
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,28 @@ class Pager:
             params["per_page"] = str(self.page_size)
         return params
 
+    def refused(self, params: dict[str, str]) -> StopRule | None:
+        """A 400 to a later page: the rule that ends the listing there, or None when it is an
+        error. An endpoint that refuses paging parameters (or was only being probed) and has
+        never answered `page=N` does not page: what it gave is all it gives."""
+        if not self.answers or "page" not in params or self.habits.took_page:
+            return None
+        if self.probing:
+            rule: StopRule = "no result_info"
+        elif not self.habits.takes_per_page:
+            rule = "page refused"
+        else:
+            return None
+        self.habits.takes_page = False
+        self.probing = False
+        self.stopped_by = rule
+        return rule
+
     def advance(self, facts: PageFacts) -> StopRule | None:
         """Record an answer; the rule that ends the listing, or None to ask for the next page."""
         self.answers += 1
+        if self.cursor is None and self.page > 1:
+            self.habits.took_page = True
         info = facts.info
         if info is not None and info.total_count is not None:
             self.total_count = info.total_count
@@ -118,8 +143,12 @@ class Pager:
                 return "short page"  # pages of a size it does not say: this one is the last
             self.probing = self.habits.ignores_paging is None
             return None
+        if info.total_count is not None and facts.seen >= info.total_count:
+            return "total_count reached"
+        if not self.habits.takes_page:
+            return "page refused"  # it said more remain, but answers 400 to any other page
         if info.total_count is not None:
-            return "total_count reached" if facts.seen >= info.total_count else None
+            return None
         per_page = info.per_page or (self.page_size if self.habits.takes_per_page else None)
         if per_page is None or facts.items < per_page:
             return "short page"

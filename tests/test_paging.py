@@ -51,6 +51,17 @@ def info(**fields: Any) -> ResultInfo:
         (PageFacts(7, 7, 7, None), EndpointHabits(ignores_paging=False), None),
         (PageFacts(7, 7, 7, None), EndpointHabits(quiet_page_size=20), "short page"),
         (PageFacts(20, 20, 20, None), EndpointHabits(quiet_page_size=20), None),
+        # an endpoint known to answer 400 to page=N: what one answer gave is all
+        (
+            PageFacts(30, 30, 30, info(total_count=2000)),
+            EndpointHabits(takes_page=False),
+            "page refused",
+        ),
+        (
+            PageFacts(30, 30, 30, info(total_count=30)),
+            EndpointHabits(takes_page=False),
+            "total_count reached",
+        ),
     ],
 )
 def test_the_first_answer_decides_the_next_step(facts, habits, expected):
@@ -256,3 +267,177 @@ def test_every_paging_behaviour_exports_exact_counts_with_up_1(serve_simulator, 
         assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(
             account.clients
         )
+
+
+# --- an endpoint that refuses paging parameters and overstates total_count ------------------
+
+
+def test_a_400_to_page_2_of_an_endpoint_that_refuses_paging_ends_the_listing(
+    serve_simulator, caplog
+):
+    """The spec's body (per_page 20, total_count 2000, every client in one answer) from an
+    endpoint that answers 400 to any query parameter: valid under the schema, so no account
+    fails. The 400 to page=2 is learned once; later listings are one request each."""
+    rng = random.Random(8)
+    accounts = [
+        make_account(rng, f"A{i}", 30, paging="strict", reported_total=2000) for i in range(3)
+    ]
+    url = serve_simulator(sim := Simulator(accounts))
+    with caplog.at_level(logging.INFO, logger="exporter.cloudflare"):
+        found = list_all(url, accounts)
+    for account, (ids, summary) in zip(accounts, found, strict=True):
+        assert ids == {c["client_id"] for c in account.clients}
+        assert (summary.distinct, summary.total_count) == (30, 2000)
+        assert summary.stopped_by == "page refused"
+    assert [sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts] == [3, 1, 1]
+    assert sim.status_counts[400] == 2  # page=1&per_page=50, then page=2: each once
+    learned = [r.learned for r in caplog.records if r.getMessage().startswith("learned how")]
+    assert len(learned) == 2, learned
+    short = [r for r in caplog.records if "fewer distinct" in r.getMessage()]
+    assert [(r.account_id, r.stopped_by, r.distinct, r.total_count) for r in short] == [
+        (a.id, "page refused", 30, 2000) for a in accounts
+    ]
+
+
+def test_a_400_to_page_2_of_an_endpoint_that_took_page_numbers_stays_an_error(serve_simulator):
+    """Only an endpoint learned to refuse paging parameters ends a listing on a 400 to a later
+    page; from one that has answered page=N before, a 400 is an error, as any other."""
+    from exporter.simulator import Fault
+
+    rng = random.Random(9)
+    first, second = (make_account(rng, f"A{i}", 30, paging="max_per_page") for i in range(2))
+    url = serve_simulator(sim := Simulator([first, second]))
+
+    async def scenario() -> None:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options())
+        try:
+            assert (await client.list_oauth_clients(first.id, lambda batch: None)).distinct == 30
+            second.faults.extend([Fault.slow(0), Fault.api_error(400, 6008, "Invalid request")])
+            with pytest.raises(ApiError) as raised:
+                await client.list_oauth_clients(second.id, lambda batch: None)
+            assert raised.value.status == 400
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert sim.requests[f"/accounts/{second.id}/oauth_clients"] == 2
+
+
+# --- the first listing of an endpoint teaches it; the others wait for the lesson ------------
+
+
+@pytest.mark.parametrize(("reported_total", "refusals"), [(None, 1), (2000, 2)])
+def test_concurrent_first_listings_pay_for_a_lesson_once(serve_simulator, reported_total, refusals):
+    """8 accounts at concurrency 4 on an endpoint that answers 400 to any parameter: one 400
+    for the process (two when total_count overstates, which page=2 answers), none later."""
+    from tests.support.exposition import sample
+    from tests.support.refresh import Refresher
+
+    rng = random.Random(10)
+    accounts = [
+        make_account(rng, f"A{i}", 10 + i, paging="strict", reported_total=reported_total)
+        for i in range(8)
+    ]
+    url = serve_simulator(sim := Simulator(accounts, latency=0.05))
+    with Refresher(url, concurrency=4) as refresher:
+        for refresh in (1, 2):
+            sim.max_in_flight = 0
+            assert refresher.refresh()
+            assert sim.status_counts[400] == refusals, refresh
+            assert sim.max_in_flight > 1, "once learned, listings run side by side"
+            body = refresher.store.render()
+            for account in accounts:
+                assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
+                assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == len(
+                    account.clients
+                )
+    paths = [f"/accounts/{a.id}/oauth_clients" for a in accounts]
+    assert sum(sim.requests[p] for p in paths) == 2 * len(accounts) + refusals
+
+
+def test_the_next_listing_learns_when_the_first_one_fails(serve_simulator):
+    """The first listing holds the others back while it learns; when it fails, the next one
+    learns in its place, and nothing waits for ever."""
+    from exporter.simulator import Fault
+
+    rng = random.Random(11)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(4)]
+    accounts[0].fault = Fault.api_error(403, 10000, "Authentication error")
+    url = serve_simulator(sim := Simulator(accounts))
+
+    async def scenario() -> list[ListingSummary | BaseException]:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts),
+                    return_exceptions=True,
+                ),
+                timeout=30,
+            )
+        finally:
+            await client.aclose()
+
+    failed, *listed = asyncio.run(scenario())
+    assert isinstance(failed, ApiError)
+    assert failed.status == 403
+    assert [s.distinct for s in listed if isinstance(s, ListingSummary)] == [5, 5, 5]
+    assert sim.status_counts[400] == 1
+
+
+def test_the_next_listing_learns_when_the_first_one_is_cancelled(serve_simulator):
+    from exporter.simulator import Fault
+
+    rng = random.Random(12)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(3)]
+    accounts[0].fault = Fault.slow(10)
+    url = serve_simulator(sim := Simulator(accounts))
+
+    async def scenario() -> list[int]:
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
+        try:
+            slow = asyncio.ensure_future(client.list_oauth_clients(accounts[0].id, lambda b: None))
+            while not sim.in_flight:  # the first listing holds the lesson, and waits
+                await asyncio.sleep(0.01)
+            others = asyncio.gather(
+                *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts[1:])
+            )
+            for _ in range(10):
+                await asyncio.sleep(0)  # as far as they can go
+            assert not others.done()  # they wait for what the first one learns
+            assert not any(sim.requests[f"/accounts/{a.id}/oauth_clients"] for a in accounts[1:])
+            slow.cancel()
+            summaries = await asyncio.wait_for(others, timeout=30)
+            return [s.distinct for s in summaries]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [5, 5]
+    assert sim.status_counts[400] == 1
+
+
+# --- result absent or null, through the refresh ---------------------------------------------
+
+
+def test_a_success_without_result_or_with_result_null_exports_0_clients_with_up_1(
+    serve_simulator,
+):
+    import json
+
+    from exporter.simulator import Fault
+    from tests.support.exposition import sample
+    from tests.support.refresh import Refresher
+
+    rng = random.Random(13)
+    absent, null = make_account(rng, "Absent", 0), make_account(rng, "Null", 0)
+    envelope = {"success": True, "errors": [], "messages": []}
+    absent.fault = Fault.envelope(json.dumps(envelope))
+    null.fault = Fault.envelope(json.dumps({**envelope, "result": None}))
+    url = serve_simulator(sim := Simulator([absent, null]))
+    with Refresher(url) as refresher:
+        assert refresher.refresh()
+        body = refresher.store.render()
+    for account in (absent, null):
+        assert sample(body, "cloudflare_oauth_account_up", account_id=account.id) == 1
+        assert sample(body, "cloudflare_oauth_clients", account_id=account.id) == 0
+        assert sim.requests[f"/accounts/{account.id}/oauth_clients"] == 1

@@ -22,7 +22,8 @@ Paging = Literal[
     "fixed_echo",  # pages of `fixed_page_size`; result_info echoes the per_page asked for
     "fixed_bare",  # pages of `fixed_page_size`; no result_info at all
     "cursor",  # pages by result_info.cursor: the next request sends cursor=...
-    "strict",  # 400 (6008) to any query parameter; without them, the whole list
+    "strict",  # 400 (6008) to any query parameter; without them, the whole list, and a
+    #            result_info with the total, or `reported_total` (the reference's 2000)
     "max_per_page",  # 400 (8000024) to a per_page above `max_per_page`; pages of 20 otherwise
     "endless",  # every page invents new clients, and total_count says there are ever more
 ]
