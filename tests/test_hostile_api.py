@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from exporter.logs import LogfmtFormatter, configure_logging
+from exporter.logs import JsonFormatter, LogfmtFormatter, configure_logging
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account
 from exporter.status_page import render_status_page
@@ -233,6 +233,91 @@ def test_log_lines_are_bounded_and_escaped():
     assert len(line.encode("utf-8")) <= 8192
     assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", line)
     assert "more]" in line
+
+
+# Text escaping inflates: six bytes for a control, two for a quote or a backslash.
+ESCAPED = {"\x00": r"\u0000", "\x1b": r"\u001b", "\x85": r"\u0085", "\u2028": r"\u2028",
+           "\u2029": r"\u2029", "\ud800": r"\ud800", '"': r'\"', "\\": r"\\"}  # fmt: skip
+_PAIR = r'([^\s="\\]+)=([^\s="\\]+|"(?:[^"\\]|\\.)*")'
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """Strictly: key=value pairs separated by one space, values plain or quoted."""
+    assert re.fullmatch(rf"{_PAIR}(?: {_PAIR})*", line), line[:300]
+    return {
+        key: re.sub(r'\\(["\\])', r"\1", value[1:-1]) if value.startswith('"') else value
+        for key, value in re.findall(_PAIR, line)
+    }
+
+
+def parse(line: str, log_format: str) -> dict[str, str]:
+    return json.loads(line) if log_format == "json" else parse_logfmt(line)
+
+
+def record_with(msg: str = "hostile", **fields: str) -> logging.LogRecord:
+    record = logging.LogRecord("exporter.cloudflare", logging.WARNING, "", 0, msg, None, None)
+    record.__dict__.update(fields)
+    return record
+
+
+EVERY_ESCAPE = "".join(ESCAPED)
+# name: (the record, the escapes its line must show)
+RECORDS = {
+    # 8 fields of 5000 NULs: each of their 1024 kept characters takes 6 bytes once escaped.
+    "escape-heavy fields": (
+        lambda: record_with(**{f"f{n}": "\x00" * 5000 for n in range(8)}),
+        [r"\u0000"],
+    ),
+    "every escape, in every field": (
+        lambda: record_with(**{f"f{n}": EVERY_ESCAPE * 2000 for n in range(12)}),
+        ESCAPED.values(),
+    ),
+    "many fields": (lambda: record_with(**{f"field{n}": f"v{n}" for n in range(3000)}), []),
+    "many escape-heavy fields": (
+        lambda: record_with(**{f"field{n}": EVERY_ESCAPE * 10 for n in range(2000)}),
+        [r"\u0000", r"\u001b"],  # what is kept of each value: its first few characters
+    ),
+    "a huge message": (
+        lambda: record_with(EVERY_ESCAPE * 200_000, account_id="a" * 32),
+        ESCAPED.values(),
+    ),
+}
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+@pytest.mark.parametrize("case", sorted(RECORDS))
+def test_no_log_line_exceeds_8_kb_whatever_its_fields(log_format, case):
+    make, escapes = RECORDS[case]
+    stream = io.StringIO()
+    configure_logging("info", log_format, stream=stream)
+    try:
+        logging.getLogger("exporter.cloudflare").handle(make())
+    finally:
+        configure_logging("info", "logfmt")
+    [line] = stream.getvalue().splitlines()
+    assert len(line.encode("utf-8")) <= 8192  # strict: a raw lone surrogate would raise here
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", line)
+    fields = parse(line, log_format)
+    assert {"ts", "level", "logger", "msg"} <= set(fields)  # what happened is always said
+    assert fields["level"] == "warn"
+    assert "more]" in line or "fields dropped" in line  # a cut is said
+    if case.startswith("many"):
+        assert fields["truncated"].endswith(" fields dropped to fit 8192 bytes")
+        assert "field0" in fields  # the first fields are kept
+    for escaped in escapes:
+        assert escaped in line, escaped
+
+
+def test_a_line_that_fits_is_written_whole_in_both_formats():
+    record = record_with("account refresh failed", account_id="abc", err='say "x"\n\\ \u2028')
+    logfmt = LogfmtFormatter().format(record)
+    assert logfmt.split(" ", 1)[1] == (
+        'level=warn logger=exporter.cloudflare msg="account refresh failed" account_id=abc '
+        r'err="say \"x\"\u000a\\ \u2028"'
+    )
+    event = json.loads(JsonFormatter().format(record))
+    assert event["err"] == 'say "x"\n\\ \u2028'
+    assert "truncated" not in event
 
 
 # --- the exporter as its own process: memory -------------------------------------------------
