@@ -195,6 +195,39 @@ def test_a_credential_echoed_anywhere_is_redacted_everywhere(refresher, serve_si
     assert "[REDACTED]" in log
 
 
+@pytest.mark.parametrize("status", [403, 200])  # an error answer, and success: false in a 200
+def test_the_apis_error_messages_are_joined_up_to_1_kb_and_the_cut_is_said(
+    refresher, caplog, status
+):
+    good, bad = two_accounts()
+    errors = [
+        {"code": 10000 + n, "message": f"reason {n}: " + "no " * 100 + "\x00\x1b\u2028" * 20}
+        for n in range(40)
+    ]  # 40 messages of 370 characters, ~490 once escaped
+    bad.fault = Fault(status=status, body=json.dumps(
+        {"success": False, "errors": errors, "messages": [], "result": None}
+    ))  # fmt: skip
+    poller = refresher(Simulator([good, bad]))
+    with caplog.at_level(logging.WARNING):
+        assert not poller.refresh()
+    [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
+    assert line.account_id == bad.id
+    [failure] = [s.last_error for s in poller.store.snapshots() if s.account_id == bad.id]
+    assert failure is not None
+    assert failure.code == 10000
+    assert line.err == str(failure) == f"HTTP {status} code 10000: {failure.message}"
+    message = failure.message
+    assert len(message) <= 1024
+    assert message.startswith("reason 0: no no ")
+    assert "; reason 1: no " in message  # joined
+    assert "\\x00\\x1b" in message  # escaped, not raw
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", message)
+    cut = re.fullmatch(r".*\.\.\.\[(\d+) more\]", message)  # says it was cut, and how much
+    assert cut is not None, message[-40:]
+    assert int(cut[1]) > 8_000  # of the ~9,800 the first 20 messages (all that are kept) make
+    assert sample(poller.samples(), "cloudflare_oauth_account_up", account_id=good.id) == 1
+
+
 @pytest.mark.parametrize(("retry_after", "said"), [(120, True), (60, False), (30, False)])
 def test_a_pause_over_a_minute_is_said_once_and_exported_until_it_ends(
     refresher, caplog, retry_after, said
