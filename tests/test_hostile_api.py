@@ -7,6 +7,7 @@ sent to the exporter running as its own process, whose peak RSS is read from /pr
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -351,6 +352,31 @@ def test_a_line_that_fits_is_written_whole_in_both_formats():
     event = json.loads(JsonFormatter().format(record))
     assert event["err"] == 'say "x"\n\\ \u2028'
     assert "truncated" not in event
+
+
+@pytest.mark.slow  # the 1 s --cloudflare.timeout is a real timer
+def test_a_body_that_drips_for_ever_fails_its_account_at_the_timeout(refresher, caplog):
+    good, bad = two_accounts(9)
+    poller = refresher(Simulator([good, bad]), timeout=1.0, max_retries=0)
+    assert poller.refresh()
+    bad.fault = Fault.drip(every=0.1)  # a byte every 0.1 s: no single read ever waits 1 s
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        refreshed = poller.run(asyncio.wait_for(poller.poller.refresh(), 20))  # a hang fails
+        elapsed = time.monotonic() - started
+    assert not refreshed
+    assert 1.0 <= elapsed < 5, elapsed  # the timeout covers the whole body: one second of it
+    [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
+    assert line.account_id == bad.id
+    assert line.err == "no answer within 1s"
+    found = poller.samples()
+    assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 9  # last good
+    assert sample(found, "cloudflare_oauth_account_up", account_id=good.id) == 1
+    assert sample(found, "cloudflare_oauth_clients", account_id=good.id) == 9
+    requests = "cloudflare_oauth_api_requests_total"
+    endpoint = "/accounts/{account_id}/oauth_clients"
+    assert sample(found, requests, endpoint=endpoint, code="timeout") == 1
 
 
 # --- the exporter as its own process: memory -------------------------------------------------
