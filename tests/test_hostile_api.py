@@ -14,6 +14,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -229,32 +230,44 @@ def test_the_apis_error_messages_are_joined_up_to_1_kb_and_the_cut_is_said(
     assert sample(poller.samples(), "cloudflare_oauth_account_up", account_id=good.id) == 1
 
 
-@pytest.mark.parametrize(("retry_after", "said"), [(120, True), (60, False), (30, False)])
+# How Cloudflare asks for a pause: a 429 with Retry-After (the request is retried after it), or
+# a `Ratelimit` header with nothing left on an answer (the next page waits for it).
+PAUSES: dict[str, Callable[[int], Fault]] = {
+    "Retry-After": Fault.rate_limited,
+    "Ratelimit r=0": Fault.nothing_left,
+}
+
+
+@pytest.mark.parametrize("header", sorted(PAUSES))
+@pytest.mark.parametrize(("seconds", "said"), [(120, True), (60, False), (30, False)])
 def test_a_pause_over_a_minute_is_said_once_and_exported_until_it_ends(
-    refresher, caplog, retry_after, said
+    refresher, caplog, header, seconds, said
 ):
     account = make_account(random.Random(5), "Throttled", 3)
-    account.faults.append(Fault.rate_limited(retry_after=retry_after))
+    account.faults.append(PAUSES[header](seconds))
     start = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
     clock = FakeClock(now=start)  # the exporter's: it sleeps through the pause at once
     scrape_time = [start]  # when Prometheus scrapes
     poller = refresher(
         Simulator([account]), [account.id], store_clock=lambda: scrape_time[0],
         limiter=SlidingWindowLimiter(0, clock=clock, sleep=clock.sleep), sleep=clock.sleep,
-        clock=clock,
+        clock=clock, page_size=2,  # two pages: the second waits out a pause the first gave
     )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="exporter.cloudflare"):
         assert poller.refresh()
-    assert clock.slept == [retry_after]
+    assert clock.slept == [seconds]
+    assert sample(poller.samples(), "cloudflare_oauth_clients", account_id=account.id) == 3
     pauses = [r for r in caplog.records if "pause" in r.getMessage()]
     if said:
         [pause] = pauses
+        assert pause.levelno == logging.WARNING
         assert pause.resume_at == "Thu, 01 Jan 2026 00:02:00 GMT"
+        assert pause.pause == "120s"
     else:
         assert pauses == []
     paused = "cloudflare_oauth_api_paused_until_timestamp_seconds"
-    assert sample(poller.store.render(), paused) == start + retry_after
-    scrape_time[0] = start + retry_after + 1  # the pause is over
+    assert sample(poller.store.render(), paused) == start + seconds
+    scrape_time[0] = start + seconds + 1  # the pause is over
     assert sample(poller.store.render(), paused) == 0
 
 

@@ -85,6 +85,12 @@ class Fault:
         )
 
     @classmethod
+    def nothing_left(cls, reset: int) -> Fault:
+        """Answers normally, with a `Ratelimit` header saying no request is left for `reset`
+        seconds: the client should wait that long before its next request."""
+        return cls(status=0, headers={"Ratelimit": f'"default";r=0;t={reset}'})
+
+    @classmethod
     def slow(cls, delay: float) -> Fault:
         """Answers normally, but only after `delay` seconds (for client timeouts)."""
         return cls(status=0, delay=delay)
