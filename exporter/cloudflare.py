@@ -513,9 +513,9 @@ class CloudflareAPI:
     ) -> ApiError:
         if envelope is not None and envelope.errors:
             first = envelope.errors[0]
-            message = "; ".join(self._clean(e.message) for e in envelope.errors if e.message)
-            if len(message) > MAX_REASON:
-                message = message[: MAX_REASON - 3] + "..."
+            message = _bounded(
+                "; ".join(self._clean(e.message) for e in envelope.errors if e.message)
+            )
             return ApiError(
                 endpoint, message or "the API reported an error", status=status, code=first.code
             )
@@ -583,9 +583,7 @@ class CloudflareAPI:
         """One line, bounded, control characters escaped, and any credential blotted out."""
         text = self._redact(text)
         text = " ".join(text.split())
-        if len(text) > MAX_REASON:
-            text = text[: MAX_REASON - 3] + "..."
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        return _bounded(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -651,6 +649,18 @@ class _Handlers:
 class _Failure:
     error: ApiError
     retry_in: float | None  # seconds to wait before trying again; None: do not
+
+
+def _bounded(text: str) -> str:
+    """`text` in at most MAX_REASON characters; a cut says how many characters it left out."""
+    if len(text) <= MAX_REASON:
+        return text
+    keep = MAX_REASON - len(f"...[{len(text)} more]")
+    # An escape (\x00 to \x2029, six characters at most) is kept whole or not at all.
+    escape = text.rfind("\\", keep - 5, keep)
+    if escape != -1:
+        keep = escape
+    return f"{text[:keep]}...[{len(text) - keep} more]"
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -14,12 +14,12 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from exporter.body import PIECE, BodyDecoder
-from exporter.logs import LogfmtFormatter, configure_logging
+from exporter.logs import JsonFormatter, LogfmtFormatter, configure_logging
 from exporter.ratelimit import SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account
 from exporter.status_page import render_status_page
@@ -198,32 +198,77 @@ def test_a_credential_echoed_anywhere_is_redacted_everywhere(refresher, serve_si
     assert "[REDACTED]" in log
 
 
-@pytest.mark.parametrize(("retry_after", "said"), [(120, True), (60, False), (30, False)])
+@pytest.mark.parametrize("status", [403, 200])  # an error answer, and success: false in a 200
+def test_the_apis_error_messages_are_joined_up_to_1_kb_and_the_cut_is_said(
+    refresher, caplog, status
+):
+    good, bad = two_accounts()
+    errors = [
+        {"code": 10000 + n, "message": f"reason {n}: " + "no " * 100 + "\x00\x1b\u2028" * 20}
+        for n in range(40)
+    ]  # 40 messages of 370 characters, ~490 once escaped
+    bad.fault = Fault(status=status, body=json.dumps(
+        {"success": False, "errors": errors, "messages": [], "result": None}
+    ))  # fmt: skip
+    poller = refresher(Simulator([good, bad]))
+    with caplog.at_level(logging.WARNING):
+        assert not poller.refresh()
+    [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
+    assert line.account_id == bad.id
+    [failure] = [s.last_error for s in poller.store.snapshots() if s.account_id == bad.id]
+    assert failure is not None
+    assert failure.code == 10000
+    assert line.err == str(failure) == f"HTTP {status} code 10000: {failure.message}"
+    message = failure.message
+    assert len(message) <= 1024
+    assert message.startswith("reason 0: no no ")
+    assert "; reason 1: no " in message  # joined
+    assert "\\x00\\x1b" in message  # escaped, not raw
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", message)
+    cut = re.fullmatch(r".*\.\.\.\[(\d+) more\]", message)  # says it was cut, and how much
+    assert cut is not None, message[-40:]
+    assert int(cut[1]) > 8_000  # of the ~9,800 the first 20 messages (all that are kept) make
+    assert sample(poller.samples(), "cloudflare_oauth_account_up", account_id=good.id) == 1
+
+
+# How Cloudflare asks for a pause: a 429 with Retry-After (the request is retried after it), or
+# a `Ratelimit` header with nothing left on an answer (the next page waits for it).
+PAUSES: dict[str, Callable[[int], Fault]] = {
+    "Retry-After": Fault.rate_limited,
+    "Ratelimit r=0": Fault.nothing_left,
+}
+
+
+@pytest.mark.parametrize("header", sorted(PAUSES))
+@pytest.mark.parametrize(("seconds", "said"), [(120, True), (60, False), (30, False)])
 def test_a_pause_over_a_minute_is_said_once_and_exported_until_it_ends(
-    refresher, caplog, retry_after, said
+    refresher, caplog, header, seconds, said
 ):
     account = make_account(random.Random(5), "Throttled", 3)
-    account.faults.append(Fault.rate_limited(retry_after=retry_after))
+    account.faults.append(PAUSES[header](seconds))
     start = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
     clock = FakeClock(now=start)  # the exporter's: it sleeps through the pause at once
     scrape_time = [start]  # when Prometheus scrapes
     poller = refresher(
         Simulator([account]), [account.id], store_clock=lambda: scrape_time[0],
         limiter=SlidingWindowLimiter(0, clock=clock, sleep=clock.sleep), sleep=clock.sleep,
-        clock=clock,
+        clock=clock, page_size=2,  # two pages: the second waits out a pause the first gave
     )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="exporter.cloudflare"):
         assert poller.refresh()
-    assert clock.slept == [retry_after]
+    assert clock.slept == [seconds]
+    assert sample(poller.samples(), "cloudflare_oauth_clients", account_id=account.id) == 3
     pauses = [r for r in caplog.records if "pause" in r.getMessage()]
     if said:
         [pause] = pauses
+        assert pause.levelno == logging.WARNING
         assert pause.resume_at == "Thu, 01 Jan 2026 00:02:00 GMT"
+        assert pause.pause == "120s"
     else:
         assert pauses == []
     paused = "cloudflare_oauth_api_paused_until_timestamp_seconds"
-    assert sample(poller.store.render(), paused) == start + retry_after
-    scrape_time[0] = start + retry_after + 1  # the pause is over
+    assert sample(poller.store.render(), paused) == start + seconds
+    scrape_time[0] = start + seconds + 1  # the pause is over
     assert sample(poller.store.render(), paused) == 0
 
 
@@ -272,6 +317,116 @@ def test_a_compressed_answer_lets_the_event_loop_run_while_it_inflates(refresher
     assert poller.value("cloudflare_oauth_clients", account_id=bad.id) == 1  # repeats of one
     assert poller.value("cloudflare_oauth_account_up", account_id=bad.id) == 1
     assert most[0] <= 2, f"{most[0]} pieces of {PIECE} bytes parsed without a pause"
+
+
+# Text escaping inflates: six bytes for a control, two for a quote or a backslash.
+ESCAPED = {"\x00": r"\u0000", "\x1b": r"\u001b", "\x85": r"\u0085", "\u2028": r"\u2028",
+           "\u2029": r"\u2029", "\ud800": r"\ud800", '"': r'\"', "\\": r"\\"}  # fmt: skip
+_PAIR = r'([^\s="\\]+)=([^\s="\\]+|"(?:[^"\\]|\\.)*")'
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """Strictly: key=value pairs separated by one space, values plain or quoted."""
+    assert re.fullmatch(rf"{_PAIR}(?: {_PAIR})*", line), line[:300]
+    return {
+        key: re.sub(r'\\(["\\])', r"\1", value[1:-1]) if value.startswith('"') else value
+        for key, value in re.findall(_PAIR, line)
+    }
+
+
+def parse(line: str, log_format: str) -> dict[str, str]:
+    return json.loads(line) if log_format == "json" else parse_logfmt(line)
+
+
+def record_with(msg: str = "hostile", **fields: str) -> logging.LogRecord:
+    record = logging.LogRecord("exporter.cloudflare", logging.WARNING, "", 0, msg, None, None)
+    record.__dict__.update(fields)
+    return record
+
+
+EVERY_ESCAPE = "".join(ESCAPED)
+# name: (the record, the escapes its line must show)
+RECORDS = {
+    # 8 fields of 5000 NULs: each of their 1024 kept characters takes 6 bytes once escaped.
+    "escape-heavy fields": (
+        lambda: record_with(**{f"f{n}": "\x00" * 5000 for n in range(8)}),
+        [r"\u0000"],
+    ),
+    "every escape, in every field": (
+        lambda: record_with(**{f"f{n}": EVERY_ESCAPE * 2000 for n in range(12)}),
+        ESCAPED.values(),
+    ),
+    "many fields": (lambda: record_with(**{f"field{n}": f"v{n}" for n in range(3000)}), []),
+    "many escape-heavy fields": (
+        lambda: record_with(**{f"field{n}": EVERY_ESCAPE * 10 for n in range(2000)}),
+        [r"\u0000", r"\u001b"],  # what is kept of each value: its first few characters
+    ),
+    "a huge message": (
+        lambda: record_with(EVERY_ESCAPE * 200_000, account_id="a" * 32),
+        ESCAPED.values(),
+    ),
+}
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+@pytest.mark.parametrize("case", sorted(RECORDS))
+def test_no_log_line_exceeds_8_kb_whatever_its_fields(log_format, case):
+    make, escapes = RECORDS[case]
+    stream = io.StringIO()
+    configure_logging("info", log_format, stream=stream)
+    try:
+        logging.getLogger("exporter.cloudflare").handle(make())
+    finally:
+        configure_logging("info", "logfmt")
+    [line] = stream.getvalue().splitlines()
+    assert len(line.encode("utf-8")) <= 8192  # strict: a raw lone surrogate would raise here
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", line)
+    fields = parse(line, log_format)
+    assert {"ts", "level", "logger", "msg"} <= set(fields)  # what happened is always said
+    assert fields["level"] == "warn"
+    assert "more]" in line or "fields dropped" in line  # a cut is said
+    if case.startswith("many"):
+        assert fields["truncated"].endswith(" fields dropped to fit 8192 bytes")
+        assert "field0" in fields  # the first fields are kept
+    for escaped in escapes:
+        assert escaped in line, escaped
+
+
+def test_a_line_that_fits_is_written_whole_in_both_formats():
+    record = record_with("account refresh failed", account_id="abc", err='say "x"\n\\ \u2028')
+    logfmt = LogfmtFormatter().format(record)
+    assert logfmt.split(" ", 1)[1] == (
+        'level=warn logger=exporter.cloudflare msg="account refresh failed" account_id=abc '
+        r'err="say \"x\"\u000a\\ \u2028"'
+    )
+    event = json.loads(JsonFormatter().format(record))
+    assert event["err"] == 'say "x"\n\\ \u2028'
+    assert "truncated" not in event
+
+
+@pytest.mark.slow  # the 1 s --cloudflare.timeout is a real timer
+def test_a_body_that_drips_for_ever_fails_its_account_at_the_timeout(refresher, caplog):
+    good, bad = two_accounts(9)
+    poller = refresher(Simulator([good, bad]), timeout=1.0, max_retries=0)
+    assert poller.refresh()
+    bad.fault = Fault.drip(every=0.1)  # a byte every 0.1 s: no single read ever waits 1 s
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        refreshed = poller.run(asyncio.wait_for(poller.poller.refresh(), 20))  # a hang fails
+        elapsed = time.monotonic() - started
+    assert not refreshed
+    assert 1.0 <= elapsed < 5, elapsed  # the timeout covers the whole body: one second of it
+    [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
+    assert line.account_id == bad.id
+    assert line.err == "no answer within 1s"
+    found = poller.samples()
+    assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
+    assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 9  # last good
+    assert sample(found, "cloudflare_oauth_account_up", account_id=good.id) == 1
+    assert sample(found, "cloudflare_oauth_clients", account_id=good.id) == 9
+    requests = "cloudflare_oauth_api_requests_total"
+    endpoint = "/accounts/{account_id}/oauth_clients"
+    assert sample(found, requests, endpoint=endpoint, code="timeout") == 1
 
 
 # --- the exporter as its own process: memory -------------------------------------------------

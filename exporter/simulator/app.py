@@ -14,7 +14,6 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -382,10 +381,9 @@ class Simulator:
             await asyncio.sleep(fault.delay)
         response: Response
         if fault.stream is not None:
-            response = StreamingResponse(
-                iterate_in_threadpool(fault.stream()), status_code=fault.status,
-                media_type=fault.content_type,
-            )  # fmt: skip
+            response = StreamingResponse(  # an Iterator is read in a thread, not on the loop
+                fault.stream(), status_code=fault.status, media_type=fault.content_type
+            )
         elif fault.body is not None:
             response = Response(fault.body, status_code=fault.status, media_type=fault.content_type)
         else:

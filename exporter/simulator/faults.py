@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-Chunks = Callable[[], Iterator[bytes]]  # a body made as it is sent: never held whole
+# A body made as it is sent, never held whole: from a thread (Iterator) or the server's loop.
+Chunks = Callable[[], Iterator[bytes] | AsyncIterator[bytes]]
 _CHUNK = 64 * 1024
 
 
@@ -83,6 +85,12 @@ class Fault:
         )
 
     @classmethod
+    def nothing_left(cls, reset: int) -> Fault:
+        """Answers normally, with a `Ratelimit` header saying no request is left for `reset`
+        seconds: the client should wait that long before its next request."""
+        return cls(status=0, headers={"Ratelimit": f'"default";r=0;t={reset}'})
+
+    @classmethod
     def slow(cls, delay: float) -> Fault:
         """Answers normally, but only after `delay` seconds (for client timeouts)."""
         return cls(status=0, delay=delay)
@@ -111,6 +119,19 @@ class Fault:
                     return
                 sent += len(piece)
                 yield piece
+
+        return cls(status=200, stream=chunks)
+
+    @classmethod
+    def drip(cls, every: float = 0.1) -> Fault:
+        """A 200 that starts a list answer, then sends one more byte every `every` seconds for
+        ever: every read gets something, so only a timeout over the whole body ends it."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"success": true, "errors": [], "messages": [], "result": ['
+            while True:
+                await asyncio.sleep(every)
+                yield b" "
 
         return cls(status=200, stream=chunks)
 
