@@ -20,6 +20,7 @@ import pytest
 
 from tests.support import tools
 from tests.support.browser import BROWSERS
+from tests.support.debian import is_debian
 from tests.support.tools import ROOT, require_tool
 
 # What `apt-cache policy` knows of a package in each world: its candidate (None: a virtual
@@ -237,3 +238,17 @@ def test_the_tests_find_ubuntus_chromium_browser(tmp_path, monkeypatch):
     assert require_tool(*BROWSERS) == str(tmp_path / "chromium-browser")
     executable(tmp_path / "chromium", "#!/bin/false\n")
     assert require_tool(*BROWSERS) == str(tmp_path / "chromium")  # Debian's name first
+
+
+OS_RELEASE: dict[str, str] = {
+    "Debian 12": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n',
+    "Debian 13": 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_ID="13"\nID=debian\n',
+    "Ubuntu 24.04": 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nVERSION_ID="24.04"\nID=ubuntu\n'
+    "ID_LIKE=debian\n",
+}
+
+
+@pytest.mark.parametrize("release", OS_RELEASE)
+def test_debian_roots_use_the_machines_mirror_only_on_debian(release):
+    # Ubuntu's archive has no Debian suites: there debootstrap takes its own default mirror.
+    assert is_debian(OS_RELEASE[release]) == release.startswith("Debian")
