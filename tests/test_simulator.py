@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import Counter
 
@@ -180,3 +181,40 @@ def test_the_write_endpoints_answer_as_the_api_does(serve_simulator):
         assert http.delete(f"{base}/{client_id}").status_code == 200
         assert http.get(f"{base}/{client_id}").status_code == 404
     assert len(simulator.accounts[account.id].clients) == 2
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """The `options:` section of argparse's help: each option's long flag -> its description, its
+    wrapped lines joined."""
+    entries: dict[str, str] = {}
+    flag = ""
+    for line in text.split("\noptions:\n", 1)[1].splitlines():
+        if re.match(r"  -", line):  # an option's own line: its spelling, maybe its description
+            spelling, _, description = line.strip().partition("  ")
+            flag = [word.strip(",") for word in spelling.split() if word.startswith("-")][-1]
+            entries[flag] = description.strip()
+        elif line.startswith("   ") and flag:  # the description, wrapped or on a line of its own
+            entries[flag] = f"{entries[flag]} {line.strip()}".strip()
+    return entries
+
+
+def test_the_simulator_help_describes_every_option_with_its_default(monkeypatch):
+    from exporter.simulator.__main__ import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width
+    parser = build_parser()
+    text = parser.format_help()
+    # What it serves and how to point the exporter at it, before the options.
+    assert "--cloudflare.api-url" in text.split("\noptions:\n")[0]
+    assert "CLOUDFLARE_API_TOKEN=" in text.split("\noptions:\n")[0]
+    entries = help_entries(text)
+    options = [action for action in parser._actions if action.option_strings]
+    assert set(entries) == {action.option_strings[-1] for action in options}
+    for action in options:
+        if action.dest == "help":
+            continue
+        entry = entries[action.option_strings[-1]]
+        described = re.fullmatch(r"(.*\S) \(default: (.+)\)", entry)
+        assert described, f"{action.option_strings[-1]}: {entry!r}"
+        assert len(described.group(1).split()) >= 3, entry  # a description, not a word
+        assert described.group(2) == str(action.default), entry

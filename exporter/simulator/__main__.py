@@ -16,7 +16,8 @@ from exporter.simulator.app import DEFAULT_TOKEN, Simulator, url_of
 from exporter.simulator.data import Paging, demo_accounts, scale_accounts
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its --help describes every option with its default."""
     parser = argparse.ArgumentParser(
         prog="python -m exporter.simulator",
         description=(
@@ -47,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--token", default=DEFAULT_TOKEN, help="accepted Bearer token(s), comma-separated"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     accounts = (
         scale_accounts(args.accounts, args.clients, paging=args.paging)
         if args.accounts

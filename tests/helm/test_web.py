@@ -1,4 +1,4 @@
-"""TLS, basic auth and metric selection on the metrics port."""
+"""TLS, basic auth, the connection bound and metric selection on the metrics port."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import helm_python
 import pytest
 import yaml
 
+from exporter.options import MAX_CONNECTIONS
 from tests.support.helm import (
     WITH_TOKEN,
     merged,
     scenario_values,
 )
+from tests.support.tools import CHART
 
 
 def test_tls_and_basic_auth_reach_the_exporter_as_a_web_config_file(render, tmp_path):
@@ -74,6 +76,20 @@ def test_metric_selection_values_become_flags(render):
     assert not any(a.startswith("--metrics.per-client") for a in allow.container["args"])
 
 
+def test_max_connections_becomes_the_flag_and_is_left_to_the_exporter_by_default(chart, render):
+    release = render(scenario_values("all-enabled-values.yaml"))
+    assert release.container["args"].count("--web.max-connections=64") == 1
+    # Unset (null, the documented default): no flag, so the exporter's own default holds, which
+    # the chart's README names.
+    assert chart.values["web"]["maxConnections"] is None
+    args = render(WITH_TOKEN).container["args"]
+    assert not any(arg.startswith("--web.max-connections") for arg in args)
+    readme = (CHART / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `web.maxConnections`"))
+    assert f"`null`: the exporter's {MAX_CONNECTIONS.default} " in row
+    assert "`--web.max-connections`" in row
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -81,6 +97,10 @@ def test_metric_selection_values_become_flags(render):
         ({"web": {"tls": {"enabled": True}}}, "web.tls.secretName"),
         ({"web": {"tls": {"clientAuthType": "RequireAnyClientCert"}}}, "clientAuthType"),
         ({"metrics": {"allowlist": ["a,b"]}}, "allowlist"),
+        # The exporter's own bounds for --web.max-connections: 1 to 100,000.
+        ({"web": {"maxConnections": 0}}, "'/web/maxConnections': minimum: got 0, want 1"),
+        ({"web": {"maxConnections": 100_001}}, "'/web/maxConnections': maximum: got 100,001"),
+        ({"web": {"maxConnections": "64"}}, "'/web/maxConnections': got string, want"),
     ],
 )
 def test_bad_web_and_metrics_values_are_refused(chart, values, message):

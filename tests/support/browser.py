@@ -22,6 +22,9 @@ from typing import Any
 
 from tests.support.tools import require_tool
 
+# Debian's name for it, and Ubuntu's: its chromium-browser deb installs the snap and
+# /usr/bin/chromium-browser, which starts it (scripts/test installs whichever apt has).
+BROWSERS = ("chromium", "chromium-browser")
 _FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -43,7 +46,7 @@ def render_page(
 ) -> Rendered:
     """`url` in a window `width` x `height`; the screenshot covers the whole page, or with
     `full_page=False` the window only."""
-    chromium = require_tool("chromium")
+    chromium = require_tool(*BROWSERS)
     commands_read, commands_write = os.pipe()
     results_read, results_write = os.pipe()
     # Moved above 9, so that putting them on 3 and 4 cannot close one of them on the way.

@@ -4,7 +4,8 @@ Both are slow to make, so they are kept in CACHE between runs under names made f
 that goes into them (suite, packages, mirror, architecture, debootstrap's version, this recipe):
 change any of it and a new one is made, so a stale cache cannot stand in for a fresh root. Only
 what this machine's own configuration says is used to reach the package archives: the apt mirror
-from /etc/apt, pip's index and the CA certificates, all passed in at run time.
+from /etc/apt (on a machine that is not Debian, debootstrap's own default), pip's index and the CA
+certificates, all passed in at run time.
 """
 
 from __future__ import annotations
@@ -39,8 +40,18 @@ CA_CERTIFICATES = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_CERTIFICATES_INSIDE = "/etc/host-ca-certificates.crt"
 
 
-def apt_mirror() -> str:
-    """This machine's Debian archive: the first `deb` URI of its apt sources."""
+def is_debian(os_release: str) -> bool:
+    """Whether /etc/os-release's text is Debian's (Ubuntu's says ID=ubuntu, ID_LIKE=debian)."""
+    return re.search(r"""^ID=["']?debian["']?$""", os_release, flags=re.MULTILINE) is not None
+
+
+def apt_mirror() -> str | None:
+    """This machine's Debian archive: the first `deb` URI of its apt sources. None on a machine
+    that is not Debian, such as Ubuntu, whose archive has no Debian suites: debootstrap then uses
+    its own default Debian mirror."""
+    os_release = Path("/etc/os-release")
+    if not is_debian(os_release.read_text() if os_release.exists() else ""):
+        return None
     sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
     for path in sources:  # deb822: stanzas of "Key: value" lines
         for stanza in re.split(r"\n\s*\n", path.read_text()):
@@ -106,7 +117,8 @@ def debian_root(suite: str, packages: tuple[str, ...] = ()) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         include = [f"--include={','.join(packages)}"] if packages else []
         result = subprocess.run(
-            [debootstrap, "--variant=minbase", *include, suite, str(partial), mirror],
+            [debootstrap, "--variant=minbase", *include, suite, str(partial),
+             *([mirror] if mirror else [])],
             capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         if result.returncode != 0:

@@ -36,12 +36,15 @@ def missing(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def require_tool(name: str) -> str:
-    """The path of an external tool, on PATH or among the tools scripts/test keeps in CACHE."""
-    path = shutil.which(name) or shutil.which(name, path=str(CACHE / "bin"))
-    if path is None:
-        missing(f"{name} is not installed; the README's test command installs it")
-    return path
+def require_tool(name: str, *other_names: str) -> str:
+    """The path of an external tool, on PATH or among the tools scripts/test keeps in CACHE; with
+    other names (one tool that distributions name differently), of the first name found."""
+    for each in (name, *other_names):
+        path = shutil.which(each) or shutil.which(each, path=str(CACHE / "bin"))
+        if path is not None:
+            return path
+    names = " or ".join((name, *other_names))
+    missing(f"{names} is not installed; the README's test command installs it")
 
 
 def require_root(what: str) -> None:
