@@ -301,8 +301,8 @@ def secret_file(path: str, source: str) -> Secret:
     return Secret(value)
 
 
-def web_config(path: str, _: str) -> WebConfig:
-    return load_web_config(path)
+def web_config(path: str, source: str) -> WebConfig:
+    return load_web_config(path, source)
 
 
 # --- the table -----------------------------------------------------------------------------

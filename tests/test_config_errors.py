@@ -27,6 +27,7 @@ ACCOUNT_FIX = (
 )
 A64 = "a" * 64
 HASH_31 = "$2b$31$" + "x" * 53
+HASH_10 = "$2b$10$" + "x" * 53  # the shape of a bcrypt hash
 
 
 @pytest.fixture
@@ -40,6 +41,26 @@ def files(tmp_path: Path) -> dict[str, str]:
         "yaml": b": : :",
         "cost31": f"basic_auth_users:\n  prometheus: {HASH_31}\n".encode(),
         "cost3": b"basic_auth_users:\n  prometheus: $2b$03$" + b"x" * 53 + b"\n",
+        # web configs of the wrong shape: nested 1,000 deep (2 KB), a list, number or mapping
+        # where a string belongs and the other way round, user names HTTP cannot carry
+        "deep": b"a: " + b"[" * 1000 + b"]" * 1000 + b"\n",
+        "min_list": b"tls_server_config:\n  min_version: [1]\n",
+        "max_list": b"tls_server_config:\n  max_version: [1]\n",
+        "auth_list": b"tls_server_config:\n  client_auth_type: [1]\n",
+        "auth_map": b"tls_server_config:\n  client_auth_type: {a: b}\n",
+        "cert_list": b"tls_server_config:\n  cert_file: [a]\n  key_file: k\n",
+        "key_number": b"tls_server_config:\n  cert_file: /etc/hostname\n  key_file: 5\n",
+        "cert_nul": b'tls_server_config:\n  cert_file: "a\\0b"\n',
+        "cert_long": b"tls_server_config:\n  cert_file: " + b"c" * 5000 + b"\n",
+        "tls_text": b"tls_server_config: on\n",
+        "users_5": b"basic_auth_users: 5\n",
+        "users_list": b"basic_auth_users: [prometheus]\n",
+        "user_newline": f'basic_auth_users:\n  "prom\\netheus": {HASH_10}\n'.encode(),
+        "user_utf8": f"basic_auth_users:\n  prom\u00e9theus: {HASH_10}\n".encode(),
+        "user_number": f"basic_auth_users:\n  123: {HASH_10}\n".encode(),
+        "user_colon": f'basic_auth_users:\n  "prom:etheus": {HASH_10}\n'.encode(),
+        "hash_list": b"basic_auth_users:\n  prometheus: [a]\n",
+        "hash_digits": f"basic_auth_users:\n  prometheus: $2b$\u0661\u0660${'x' * 53}\n".encode(),
     }
     for name, content in made.items():
         (tmp_path / name).write_bytes(content)
@@ -87,7 +108,7 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["--web.config.file", "<fifo>"], TOKEN,
      "--web.config.file '<fifo>': not a regular file; give the file's path"),
     ([], {**TOKEN, "EXPORTER_WEB_CONFIG_FILE": "<yaml>"},
-     "--web.config.file '<yaml>': not valid YAML at line 1; fix the file"),
+     "EXPORTER_WEB_CONFIG_FILE '<yaml>': not valid YAML at line 1; fix the file"),
     (["--web.config.file", "<cost31>"], TOKEN,
      "--web.config.file '<cost31>': basic_auth_users.prometheus has bcrypt cost 31; use 4 to 14 "
      "(10 is usual: each check takes 2^cost rounds); make one with: htpasswd -nBC 10 \"\" | "
@@ -96,6 +117,62 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      "--web.config.file '<cost3>': basic_auth_users.prometheus has bcrypt cost 3; use 4 to 14 "
      "(10 is usual: each check takes 2^cost rounds); make one with: htpasswd -nBC 10 \"\" | "
      "tr -d ':\\n'"),
+    (["--web.config.file", "<deep>"], TOKEN,
+     "--web.config.file '<deep>': nested deeper than 20 levels at line 1; the format needs 3, fix "
+     "the file"),
+    ([], {**TOKEN, "EXPORTER_WEB_CONFIG_FILE": "<deep>"},
+     "EXPORTER_WEB_CONFIG_FILE '<deep>': nested deeper than 20 levels at line 1; the format "
+     "needs 3, fix the file"),
+    (["--web.config.file", "<min_list>"], TOKEN,
+     "--web.config.file '<min_list>': tls_server_config.min_version is a list; use one of TLS10, "
+     "TLS11, TLS12, TLS13"),
+    (["--web.config.file", "<max_list>"], TOKEN,
+     "--web.config.file '<max_list>' tls_server_config: unsupported key 'max_version'; "
+     "supported: cert_file, client_auth_type, client_ca_file, key_file, min_version"),
+    (["--web.config.file", "<auth_list>"], TOKEN,
+     "--web.config.file '<auth_list>': tls_server_config.client_auth_type is a list; use one of "
+     "NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"),
+    (["--web.config.file", "<auth_map>"], TOKEN,
+     "--web.config.file '<auth_map>': tls_server_config.client_auth_type is a mapping; use one "
+     "of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"),
+    (["--web.config.file", "<cert_list>"], TOKEN,
+     "--web.config.file '<cert_list>': tls_server_config.cert_file is a list; give the path of a "
+     "PEM file"),
+    (["--web.config.file", "<key_number>"], TOKEN,
+     "--web.config.file '<key_number>': tls_server_config.key_file is 5; give the path of a PEM "
+     "file"),
+    (["--web.config.file", "<cert_nul>"], TOKEN,
+     "--web.config.file '<cert_nul>': tls_server_config.cert_file: a path cannot hold a NUL "
+     "character"),
+    (["--web.config.file", "<cert_long>"], TOKEN,
+     f"--web.config.file '<cert_long>': tls_server_config.cert_file '{'c' * 58}…: cannot read it "
+     "(File name too long); check the path"),
+    (["--web.config.file", "<tls_text>"], TOKEN,
+     "--web.config.file '<tls_text>': tls_server_config must be a mapping"),
+    (["--web.config.file", "<users_5>"], TOKEN,
+     "--web.config.file '<users_5>': basic_auth_users must map user names to bcrypt hashes"),
+    (["--web.config.file", "<users_list>"], TOKEN,
+     "--web.config.file '<users_list>': basic_auth_users must map user names to bcrypt hashes"),
+    (["--web.config.file", "<user_newline>"], TOKEN,
+     "--web.config.file '<user_newline>': basic_auth_users has an invalid user name "
+     "'prom\\netheus': character 5 is not printable ASCII; use letters, digits, punctuation and "
+     "spaces"),
+    (["--web.config.file", "<user_utf8>"], TOKEN,
+     "--web.config.file '<user_utf8>': basic_auth_users has an invalid user name "
+     "'prom\u00e9theus': character 5 is not printable ASCII; use letters, digits, punctuation "
+     "and spaces"),
+    (["--web.config.file", "<user_number>"], TOKEN,
+     "--web.config.file '<user_number>': basic_auth_users has an invalid user name 123: it is "
+     "not text; put it in quotes"),
+    (["--web.config.file", "<user_colon>"], TOKEN,
+     "--web.config.file '<user_colon>': basic_auth_users has an invalid user name "
+     "'prom:etheus': character 5 is ':', which basic auth cannot send; remove it"),
+    (["--web.config.file", "<hash_list>"], TOKEN,
+     "--web.config.file '<hash_list>': basic_auth_users.prometheus is not a bcrypt hash; make "
+     "one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"),
+    (["--web.config.file", "<hash_digits>"], TOKEN,
+     "--web.config.file '<hash_digits>': basic_auth_users.prometheus is not a bcrypt hash; make "
+     "one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"),
     # --cloudflare.api-url / CLOUDFLARE_API_URL
     (["--cloudflare.api-url", "api.cloudflare.com"], TOKEN,
      f"--cloudflare.api-url 'api.cloudflare.com': {URL_FIX}"),
