@@ -26,6 +26,8 @@ ACCOUNT_FIX = (
     "leave it unset to export every account"
 )
 A64 = "a" * 64
+LONG_HOST = ".".join(["a" * 60] * 5)  # labels of 60, 304 characters in all
+NOT_IPV4 = "is not an IPv4 address (four numbers from 0 to 255, such as 127.0.0.1) nor a host name"
 HASH_31 = "$2b$31$" + "x" * 53
 HASH_10 = "$2b$10$" + "x" * 53  # the shape of a bcrypt hash
 
@@ -206,6 +208,25 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      f"non-ASCII character; {URL_FIX}"),
     (["--cloudflare.api-url", "http://:80/v4"], TOKEN,
      f"--cloudflare.api-url 'http://:80/v4': the host is missing; {URL_FIX}"),
+    # a host httpx refuses on every request is refused at start: an IPv4-looking host that is
+    # not one (no top-level domain is a number), an IDNA label that does not decode
+    (["--cloudflare.api-url", "http://999.1.1.1:1/v4"], TOKEN,
+     f"--cloudflare.api-url 'http://999.1.1.1:1/v4': the host {NOT_IPV4}; {URL_FIX}"),
+    ([], {**TOKEN, "CLOUDFLARE_API_URL": "http://999.1.1.1:1/v4"},
+     f"CLOUDFLARE_API_URL 'http://999.1.1.1:1/v4': the host {NOT_IPV4}; {URL_FIX}"),
+    (["--cloudflare.api-url", "http://1.2.3/v4"], TOKEN,
+     f"--cloudflare.api-url 'http://1.2.3/v4': the host {NOT_IPV4}; {URL_FIX}"),
+    ([], {**TOKEN, "CLOUDFLARE_API_URL": "http://api.example.123/v4"},
+     f"CLOUDFLARE_API_URL 'http://api.example.123/v4': the host {NOT_IPV4}; {URL_FIX}"),
+    (["--cloudflare.api-url", "http://xn--a.example/v4"], TOKEN,
+     "--cloudflare.api-url 'http://xn--a.example/v4': not a URL (Codepoint U+0080 at position 1 "
+     f"of '\\x80' not allowed); {URL_FIX}"),
+    (["--cloudflare.api-url", "http://exa mple.com"], TOKEN,
+     "--cloudflare.api-url 'http://exa mple.com': holds a space, a control or a non-ASCII "
+     f"character; {URL_FIX}"),
+    ([], {**TOKEN, "CLOUDFLARE_API_URL": f"https://{LONG_HOST}/v4"},
+     f"CLOUDFLARE_API_URL 'https://{LONG_HOST}/v4': the host is longer than 253 characters; "
+     f"{URL_FIX}"),
     # --cloudflare.account-id / CLOUDFLARE_ACCOUNT_IDS
     (["--cloudflare.account-id", "xyz"], TOKEN, f"--cloudflare.account-id 'xyz': {ACCOUNT_FIX}"),
     ([], {**TOKEN, "CLOUDFLARE_ACCOUNT_IDS": f"{'a' * 32},nope"},
@@ -385,6 +406,7 @@ def test_the_table_covers_every_flag_and_variable():
 NASTY = [
     " ", "\x00", "\n\n", "\u00e9", "-1", "0", "1" * 30, "9" * 5000, "a..b", "http://[::1",
     ":", "[", "%s", "{}", "a{4294967296}", "((((", "/dev/zero", "*" * 300, "true", "\u202e",
+    "999.1.1.1", "http://999.1.1.1:1/v4", "http://xn--a.example",
 ]  # fmt: skip
 
 
