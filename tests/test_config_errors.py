@@ -266,6 +266,19 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     ([], {"CLOUDFLARE_API_EMAIL": "\u00f6ps@example.com", "CLOUDFLARE_API_KEY": KEY},
      "CLOUDFLARE_API_EMAIL: the email holds a character that is not printable ASCII at "
      "character 1; give the account's email address"),
+    # an email next to a token is not a Global API key: the line says what was set
+    ([], {**TOKEN, "CLOUDFLARE_API_EMAIL": "ops@example.com"},
+     "an API token (CLOUDFLARE_API_TOKEN) and CLOUDFLARE_API_EMAIL are both set, but the email "
+     "is only used with a Global API key: unset CLOUDFLARE_API_EMAIL (or unset the token and set "
+     "CLOUDFLARE_API_KEY too)"),
+    (["--cloudflare.api-email", "ops@example.com"], TOKEN,
+     "an API token (CLOUDFLARE_API_TOKEN) and --cloudflare.api-email are both set, but the email "
+     "is only used with a Global API key: unset --cloudflare.api-email (or unset the token and "
+     "set CLOUDFLARE_API_KEY too)"),
+    ([], {**TOKEN, "CLOUDFLARE_API_EMAIL": "ops@example.com", "CLOUDFLARE_API_KEY": KEY},
+     "both an API token (CLOUDFLARE_API_TOKEN) and a Global API key "
+     "(CLOUDFLARE_API_EMAIL/CLOUDFLARE_API_KEY) are set: keep only the token (recommended) or "
+     "only the email and key"),
     # CLOUDFLARE_API_KEY, --cloudflare.api-key-file / CLOUDFLARE_API_KEY_FILE
     ([], {"CLOUDFLARE_API_EMAIL": "ops@example.com", "CLOUDFLARE_API_KEY": "k\x01k"},
      "CLOUDFLARE_API_KEY: the credential holds a character that is not printable ASCII at "
