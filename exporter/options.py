@@ -191,15 +191,30 @@ def _first_line(error: Exception) -> str:
     return text[0][:120] if text else type(error).__name__
 
 
+def _items(raw: str, source: str, what: str, fix: str) -> list[str]:
+    """The items of a comma-separated list (or of a repeated flag, joined with commas).
+
+    An empty one is refused: `a,,b`, a comma at either end or an empty flag value is a typo or a
+    template's leftover, and a list of nothing but empty items would silently mean "unset".
+    """
+    items = [item.strip() for item in raw.split(",")]
+    if "" in items:
+        raise ConfigError(
+            f"{source} {raw!r}: an empty {what} (two commas in a row, a comma at either end, or "
+            f"an empty value); {fix}"
+        )
+    return items
+
+
 def account_ids(raw: str, source: str) -> tuple[str, ...]:
     ids: dict[str, None] = {}
-    for item in raw.split(","):
-        candidate = item.strip().lower()
-        if not candidate:
-            continue
+    for item in _items(
+        raw, source, "account id", "remove it, or leave it unset to export every account"
+    ):
+        candidate = item.lower()
         if not ACCOUNT_ID.fullmatch(candidate):
             raise ConfigError(
-                f"{source} {item.strip()!r}: an account id is 32 hexadecimal characters "
+                f"{source} {item!r}: an account id is 32 hexadecimal characters "
                 "(see the dashboard URL or GET /accounts); leave it unset to export every account"
             )
         ids[candidate] = None
@@ -207,7 +222,9 @@ def account_ids(raw: str, source: str) -> tuple[str, ...]:
 
 
 def patterns(raw: str, source: str) -> tuple[str, ...]:
-    found = tuple(item.strip() for item in raw.split(",") if item.strip())
+    found = tuple(
+        _items(raw, source, "pattern", "remove it, or leave the list unset to filter nothing")
+    )
     for pattern in found:
         compile_pattern(pattern, source)
     return found

@@ -28,6 +28,9 @@ ACCOUNT_FIX = (
 A64 = "a" * 64
 LONG_HOST = ".".join(["a" * 60] * 5)  # labels of 60, 304 characters in all
 NOT_IPV4 = "is not an IPv4 address (four numbers from 0 to 255, such as 127.0.0.1) nor a host name"
+EMPTY_ITEM = "(two commas in a row, a comma at either end, or an empty value)"
+EMPTY_ACCOUNT_FIX = "remove it, or leave it unset to export every account"
+EMPTY_PATTERN_FIX = "remove it, or leave the list unset to filter nothing"
 HASH_31 = "$2b$31$" + "x" * 53
 HASH_10 = "$2b$10$" + "x" * 53  # the shape of a bcrypt hash
 
@@ -231,6 +234,14 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["--cloudflare.account-id", "xyz"], TOKEN, f"--cloudflare.account-id 'xyz': {ACCOUNT_FIX}"),
     ([], {**TOKEN, "CLOUDFLARE_ACCOUNT_IDS": f"{'a' * 32},nope"},
      f"CLOUDFLARE_ACCOUNT_IDS 'nope': {ACCOUNT_FIX}"),
+    # an empty item is refused, whether the list holds others or nothing else
+    ([], {**TOKEN, "CLOUDFLARE_ACCOUNT_IDS": ",,"},
+     f"CLOUDFLARE_ACCOUNT_IDS ',,': an empty account id {EMPTY_ITEM}; {EMPTY_ACCOUNT_FIX}"),
+    ([], {**TOKEN, "CLOUDFLARE_ACCOUNT_IDS": f"{'a' * 32},,{'b' * 32}"},
+     f"CLOUDFLARE_ACCOUNT_IDS '{'a' * 32},,{'b' * 32}': an empty account id {EMPTY_ITEM}; "
+     f"{EMPTY_ACCOUNT_FIX}"),
+    (["--cloudflare.account-id", ""], TOKEN,
+     f"--cloudflare.account-id '': an empty account id {EMPTY_ITEM}; {EMPTY_ACCOUNT_FIX}"),
     # CLOUDFLARE_API_TOKEN: never quoted back
     ([], {"CLOUDFLARE_API_TOKEN": "tok\nen"},
      "CLOUDFLARE_API_TOKEN: the credential holds whitespace at character 4; copy it again "
@@ -361,6 +372,12 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      "position 1); fix the pattern"),
     (["--metrics.allowlist", "a", "--metrics.denylist", "b"], TOKEN,
      "--metrics.allowlist and --metrics.denylist are both set: use one of them"),
+    (["--metrics.allowlist", ""], TOKEN,
+     f"--metrics.allowlist '': an empty pattern {EMPTY_ITEM}; {EMPTY_PATTERN_FIX}"),
+    ([], {**TOKEN, "EXPORTER_METRICS_ALLOWLIST": ","},
+     f"EXPORTER_METRICS_ALLOWLIST ',': an empty pattern {EMPTY_ITEM}; {EMPTY_PATTERN_FIX}"),
+    (["--metrics.denylist", "process_.*,"], TOKEN,
+     f"--metrics.denylist 'process_.*,': an empty pattern {EMPTY_ITEM}; {EMPTY_PATTERN_FIX}"),
     # --log.level, --log.format
     (["--log.level", "loud"], TOKEN,
      "--log.level 'loud': choose one of debug, info, warn, error"),
@@ -420,6 +437,7 @@ NASTY = [
     " ", "\x00", "\n\n", "\u00e9", "-1", "0", "1" * 30, "9" * 5000, "a..b", "http://[::1",
     ":", "[", "%s", "{}", "a{4294967296}", "((((", "/dev/zero", "*" * 300, "true", "\u202e",
     "999.1.1.1", "http://999.1.1.1:1/v4", "http://xn--a.example",
+    ",", ",,", "a,",
 ]  # fmt: skip
 
 
