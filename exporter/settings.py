@@ -75,6 +75,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.endswith("expected one argument"):  # also for a value such as -5s
             message += " (write a value that starts with - as --flag=value)"
+        elif "ignored explicit argument" in message:  # --demo=yes
+            flag = message.removeprefix("argument ").partition(":")[0]
+            message += f" ({flag} takes no value: write {flag} alone)"
         raise ConfigError(f"{message}; see --help")
 
 

@@ -8,6 +8,7 @@ fast; tests/test_cli.py checks a few of the same as a real process, traceback-fr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -294,6 +295,9 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     ([], {"CLOUDFLARE_API_EMAIL": "ops@example.com", "CLOUDFLARE_API_KEY": "k\x01k"},
      "CLOUDFLARE_API_KEY: the credential holds a character that is not printable ASCII at "
      "character 2; copy it again without it"),
+    ([], {"CLOUDFLARE_API_EMAIL": "ops@example.com", "CLOUDFLARE_API_KEY": "k\u00e9y"},
+     "CLOUDFLARE_API_KEY: the credential holds a character that is not printable ASCII at "
+     "character 2; copy it again without it"),
     (["--cloudflare.api-key-file", "/nonexistent/key"], {"CLOUDFLARE_API_EMAIL": "o@example.com"},
      "--cloudflare.api-key-file '/nonexistent/key': cannot read it (No such file or directory); "
      "check the path"),
@@ -352,6 +356,9 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      "EXPORTER_METRICS_PER_CLIENT 'maybe': use true or false"),
     (["--metrics.per-client-limit", "0"], TOKEN,
      "--metrics.per-client-limit 0: must be between 1 and 1000000"),
+    (["--metrics.per-client=maybe"], TOKEN,
+     "argument --metrics.per-client: ignored explicit argument 'maybe' (--metrics.per-client "
+     "takes no value: write --metrics.per-client alone); see --help"),
     ([], {**TOKEN, "EXPORTER_METRICS_PER_CLIENT_LIMIT": "all"},
      "EXPORTER_METRICS_PER_CLIENT_LIMIT 'all': give a whole number"),
     # --metrics.allowlist / --metrics.denylist: invalid, too large, too slow
@@ -381,6 +388,9 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     # --log.level, --log.format
     (["--log.level", "loud"], TOKEN,
      "--log.level 'loud': choose one of debug, info, warn, error"),
+    ([], {**TOKEN, "EXPORTER_LOG_LEVEL": "verbose"},
+     "EXPORTER_LOG_LEVEL 'verbose': choose one of debug, info, warn, error"),
+    (["--log.format", "text"], TOKEN, "--log.format 'text': choose one of logfmt, json"),
     ([], {**TOKEN, "EXPORTER_LOG_FORMAT": "xml"},
      "EXPORTER_LOG_FORMAT 'xml': choose one of logfmt, json"),
     # the command line itself
@@ -402,6 +412,13 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["5m"], TOKEN,
      "unexpected argument '5m': every setting is a flag followed by its value, e.g. "
      "--refresh.interval 5m; see --help"),
+    # --demo, --once: switches
+    (["--demo=yes"], {},
+     "argument --demo: ignored explicit argument 'yes' (--demo takes no value: write --demo "
+     "alone); see --help"),
+    (["--once=1"], TOKEN,
+     "argument --once: ignored explicit argument '1' (--once takes no value: write --once "
+     "alone); see --help"),
 ]  # fmt: skip
 
 
@@ -420,17 +437,51 @@ def test_a_malformed_value_is_one_line_and_exit_2(argv, environ, line, files, ca
     environ = {key: fill(value) for key, value in environ.items()}
     assert main(argv, environ) == EXIT_CONFIG
     captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert captured.err.count("\n") == 1  # one line
     assert captured.err == PREFIX + fill(line) + "\n"
     assert captured.out == ""
 
 
+def documented_names() -> tuple[list[str], list[str]]:
+    """The flags and the environment variables of README's Configuration table."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    flags: list[str] = []
+    variables: list[str] = []
+    for row in table.splitlines():
+        cells = row.split("|")
+        if not row.startswith("| `") and not row.startswith("| —"):
+            continue
+        flags += re.findall(r"`(--[a-z][a-z0-9.-]*)`", cells[1])
+        variables += re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[2])
+    return flags, variables
+
+
+def _names(name: str, text: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", text) is not None
+
+
 def test_the_table_covers_every_flag_and_variable():
-    named = {name for argv, environ, _ in CASES for name in [*argv, *environ]}
-    for option in OPTIONS:
-        assert option.env in named or option.flag in named, option.env
-        if option.flag is not None and option.kind != "switch":
-            flag_used = any(arg.startswith(option.flag) for argv, _, _ in CASES for arg in argv)
-            assert flag_used or option.env in named
+    # A row covers a name when it gives a value through that very flag or variable and the line
+    # names it: a flag's row does not stand in for its variable's, nor the other way round.
+    flags, variables = documented_names()
+    assert {option.env for option in OPTIONS} <= set(variables)
+    assert {option.flag for option in OPTIONS if option.flag} | {"--demo", "--once"} <= set(flags)
+    missing = [
+        name
+        for name in [*flags, *variables]
+        if not any(
+            _names(name, line)
+            and (
+                any(arg == name or arg.startswith(f"{name}=") for arg in argv)
+                if name.startswith("--")
+                else name in environ
+            )
+            for argv, environ, line in CASES
+        )
+    ]
+    assert missing == []
 
 
 NASTY = [
