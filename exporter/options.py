@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
+
 from exporter.config_files import read_small_file
 from exporter.credentials import Secret
 from exporter.durations import DurationError, format_duration, parse_duration
@@ -39,6 +41,7 @@ ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
 # internal names carry), 1 to 63 of them; a whole name at most 253 characters.
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _PORT = re.compile(r"[0-9]{1,5}")
+_NUMBER = re.compile(r"[0-9]+")
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or key is ~40 characters; a bigger file is a mistake
 
 
@@ -161,20 +164,57 @@ def api_url(url: str, source: str) -> str:
         host, _, port_text = parts.netloc.partition(":")
         if problem := host_name_problem(host):
             raise ConfigError(f"{source} {text!r}: the host {problem}; {fix}")
+        if _NUMBER.fullmatch(host.removesuffix(".").rpartition(".")[2]):
+            # No top-level domain is a number: httpx (as browsers do) reads such a host as an
+            # IPv4 address and refuses it on every request unless it is a valid one.
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ConfigError(
+                    f"{source} {text!r}: the host is not an IPv4 address (four numbers from 0 to "
+                    f"255, such as 127.0.0.1) nor a host name; {fix}"
+                ) from None
     if port_text and (not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535):
         raise ConfigError(f"{source} {text!r}: the port must be a number from 1 to 65535")
-    return text.rstrip("/")
+    base = text.rstrip("/")
+    try:
+        # What the API client does with it on every request, done once here: a URL httpx
+        # refuses would otherwise fail every refresh with a traceback.
+        httpx.Request("GET", f"{base}/accounts?page=1")
+    except (httpx.InvalidURL, ValueError, TypeError) as error:
+        raise ConfigError(f"{source} {text!r}: not a URL ({_first_line(error)}); {fix}") from None
+    return base
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:120] if text else type(error).__name__
+
+
+def _items(raw: str, source: str, what: str, fix: str) -> list[str]:
+    """The items of a comma-separated list (or of a repeated flag, joined with commas).
+
+    An empty one is refused: `a,,b`, a comma at either end or an empty flag value is a typo or a
+    template's leftover, and a list of nothing but empty items would silently mean "unset".
+    """
+    items = [item.strip() for item in raw.split(",")]
+    if "" in items:
+        raise ConfigError(
+            f"{source} {raw!r}: an empty {what} (two commas in a row, a comma at either end, or "
+            f"an empty value); {fix}"
+        )
+    return items
 
 
 def account_ids(raw: str, source: str) -> tuple[str, ...]:
     ids: dict[str, None] = {}
-    for item in raw.split(","):
-        candidate = item.strip().lower()
-        if not candidate:
-            continue
+    for item in _items(
+        raw, source, "account id", "remove it, or leave it unset to export every account"
+    ):
+        candidate = item.lower()
         if not ACCOUNT_ID.fullmatch(candidate):
             raise ConfigError(
-                f"{source} {item.strip()!r}: an account id is 32 hexadecimal characters "
+                f"{source} {item!r}: an account id is 32 hexadecimal characters "
                 "(see the dashboard URL or GET /accounts); leave it unset to export every account"
             )
         ids[candidate] = None
@@ -182,7 +222,9 @@ def account_ids(raw: str, source: str) -> tuple[str, ...]:
 
 
 def patterns(raw: str, source: str) -> tuple[str, ...]:
-    found = tuple(item.strip() for item in raw.split(",") if item.strip())
+    found = tuple(
+        _items(raw, source, "pattern", "remove it, or leave the list unset to filter nothing")
+    )
     for pattern in found:
         compile_pattern(pattern, source)
     return found
@@ -301,8 +343,8 @@ def secret_file(path: str, source: str) -> Secret:
     return Secret(value)
 
 
-def web_config(path: str, _: str) -> WebConfig:
-    return load_web_config(path)
+def web_config(path: str, source: str) -> WebConfig:
+    return load_web_config(path, source)
 
 
 # --- the table -----------------------------------------------------------------------------

@@ -75,6 +75,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.endswith("expected one argument"):  # also for a value such as -5s
             message += " (write a value that starts with - as --flag=value)"
+        elif "ignored explicit argument" in message:  # --demo=yes
+            flag = message.removeprefix("argument ").partition(":")[0]
+            message += f" ({flag} takes no value: write {flag} alone)"
         raise ConfigError(f"{message}; see --help")
 
 
@@ -244,9 +247,21 @@ def _auth(resolve: _Resolver) -> Auth:
     has_token = bool(token or token_file)
     has_key_part = bool(email or key or key_file)
     if has_token and has_key_part:
+        # Named exactly as given: an email left over next to a token is not a Global API key.
+        token_names = [options.API_TOKEN.env] if token else []
+        token_names += [token_file_source] if token_file else []
+        key_names = [email_source] if email else []
+        key_names += [options.API_KEY.env] if key else []
+        key_names += [key_file_source] if key_file else []
+        given = f"an API token ({' and '.join(token_names)})"
+        if key or key_file:
+            raise ConfigError(
+                f"both {given} and a Global API key ({'/'.join(key_names)}) are set: keep only "
+                "the token (recommended) or only the email and key"
+            )
         raise ConfigError(
-            "both an API token and a Global API key (CLOUDFLARE_API_EMAIL/CLOUDFLARE_API_KEY) are "
-            "set: keep only the token (recommended) or only the email and key"
+            f"{given} and {email_source} are both set, but the email is only used with a Global "
+            f"API key: unset {email_source} (or unset the token and set CLOUDFLARE_API_KEY too)"
         )
     if token_file:
         return TokenAuth(options.secret_file(token_file, token_file_source))

@@ -10,6 +10,8 @@
       prometheus: $2y$10$...       # bcrypt, e.g. htpasswd -nBC 10 "" | tr -d ':\\n'
 
 Everything is checked once at start: a file that cannot work stops the exporter with one line.
+Every value's type is checked before it is used, so a list where a string belongs (say) is such a
+line too, never a traceback.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ MAX_FILE_BYTES = 1024 * 1024
 # bcrypt's cost is a power of two: 10 takes ~50 ms per check, 14 ~1 s, 31 days. Above 14 a scrape
 # would time out waiting for its password check, so such a hash is refused at start.
 MAX_BCRYPT_COST = 14
-_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+# [0-9], not \\d: \\d matches any Unicode digit, which int() reads but bcrypt does not.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$([0-9][0-9])\$[./A-Za-z0-9]{53}")
+# The format nests three levels deep. Composing YAML recurses once per level, so a file of ~1,000
+# nested brackets (2 KB) would end in a RecursionError: deeper than this is refused instead.
+MAX_NESTING = 20
 _TLS_KEYS = frozenset(
     {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"}
 )
@@ -54,6 +60,29 @@ _CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_NESTING."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise _TooDeep(event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @dataclass(frozen=True)
@@ -132,16 +161,27 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def load_web_config(path: str) -> WebConfig:
-    """Read and check the file; raises ConfigError naming the flag, the key and the fix."""
-    where = f"{FLAG} {path!r}"
-    text = read_small_file(path, FLAG, MAX_FILE_BYTES)
+def load_web_config(path: str, source: str = FLAG) -> WebConfig:
+    """Read and check the file; raises ConfigError naming `source` (the flag or variable that
+    gave the path), the key and the fix."""
+    where = f"{source} {path!r}"
+    text = read_small_file(path, source, MAX_FILE_BYTES)
+    loader = _Loader(text)
     try:
-        document = yaml.safe_load(text)
+        document = loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{where}: not valid YAML{at}; fix the file") from None
+    except _TooDeep as error:
+        raise ConfigError(
+            f"{where}: nested deeper than {MAX_NESTING} levels at line {error.line}; the format "
+            "needs 3, fix the file"
+        ) from None
+    except RecursionError:  # only if called with most of the stack already in use
+        raise ConfigError(f"{where}: nested too deeply; fix the file") from None
+    finally:
+        loader.dispose()
     if document is None:
         return WebConfig()
     if not isinstance(document, dict):
@@ -155,11 +195,24 @@ def load_web_config(path: str) -> WebConfig:
     return WebConfig(ssl_context=context, users=users)
 
 
+def _shown(value: object) -> str:
+    """A value from the file for an error line: a scalar quoted (cut at 60 characters), a list
+    or mapping only named (its repr could be huge: aliases make a small file a big structure)."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | set):
+        return "a list"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:59] + "…"
+
+
 def _no_unknown_keys(section: dict[object, object], known: frozenset[str], where: str) -> None:
     unknown = sorted(str(key) for key in section if key not in known)
     if unknown:
         raise ConfigError(
-            f"{where}: unsupported key {unknown[0]!r}; supported: {', '.join(sorted(known))}"
+            f"{where}: unsupported key {_shown(unknown[0])}; supported: {', '.join(sorted(known))}"
         )
 
 
@@ -170,31 +223,72 @@ def _tls_context(section: object, base: Path, where: str) -> ssl.SSLContext:
 
     def file(key: str) -> str:
         value = section.get(key)
-        if not isinstance(value, str) or not value:
+        if value is None or value == "":
             raise ConfigError(f"{where}: tls_server_config.{key} is required; give a PEM file")
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"{where}: tls_server_config.{key} is {_shown(value)}; give the path of a PEM file"
+            )
+        if "\0" in value:
+            raise ConfigError(
+                f"{where}: tls_server_config.{key}: a path cannot hold a NUL character"
+            )
         resolved = Path(value) if Path(value).is_absolute() else base / value
-        if not resolved.is_file():
-            raise ConfigError(f"{where}: tls_server_config.{key} {value!r} does not exist")
+        try:
+            is_file = resolved.is_file()
+        except OSError as error:  # a name too long, say
+            raise ConfigError(
+                f"{where}: tls_server_config.{key} {_shown(value)}: cannot read it "
+                f"({error.strerror or error}); check the path"
+            ) from None
+        if not is_file:
+            # a directory, or a FIFO (reading one would wait for a writer)
+            problem = "is not a regular file" if resolved.exists() else "does not exist"
+            raise ConfigError(f"{where}: tls_server_config.{key} {_shown(value)} {problem}")
         return str(resolved)
 
+    # The type first: a list or a mapping cannot even be looked up in the tables below.
     version = section.get("min_version", "TLS12")
+    if not isinstance(version, str):
+        raise ConfigError(
+            f"{where}: tls_server_config.min_version is {_shown(version)}; use one of "
+            f"{', '.join(_MIN_VERSIONS)}"
+        )
     if version not in _MIN_VERSIONS:
         raise ConfigError(
-            f"{where}: tls_server_config.min_version {version!r}; use one of "
+            f"{where}: tls_server_config.min_version {_shown(version)}; use one of "
             f"{', '.join(_MIN_VERSIONS)}"
         )
     auth = section.get("client_auth_type", "NoClientCert")
+    if not isinstance(auth, str):
+        raise ConfigError(
+            f"{where}: tls_server_config.client_auth_type is {_shown(auth)}; use one of "
+            f"{', '.join(_CLIENT_AUTH)}"
+        )
     if auth not in _CLIENT_AUTH:
         raise ConfigError(
-            f"{where}: tls_server_config.client_auth_type {auth!r} is not supported; use one of "
-            f"{', '.join(_CLIENT_AUTH)}"
+            f"{where}: tls_server_config.client_auth_type {_shown(auth)} is not supported; use "
+            f"one of {', '.join(_CLIENT_AUTH)}"
         )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _MIN_VERSIONS[version]
     cert_file, key_file = file("cert_file"), file("key_file")
+    asked: list[bool] = []
+
+    def no_passphrase() -> bytes:
+        # Without a callback OpenSSL asks for the passphrase of an encrypted key on the
+        # terminal, and waits; exporter-toolkit takes no passphrase either.
+        asked.append(True)
+        return b""
+
     try:
-        context.load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(cert_file, key_file, password=no_passphrase)
     except (ssl.SSLError, OSError) as error:
+        if asked:
+            raise ConfigError(
+                f"{where}: tls_server_config.key_file is encrypted; give an unencrypted key "
+                "(e.g. openssl pkey -in KEY -out KEY.plain)"
+            ) from None
         raise ConfigError(
             f"{where}: cannot use cert_file and key_file ({error.strerror or error}); check that "
             "they are PEM and that the key matches the certificate"
@@ -218,8 +312,10 @@ def _users(section: object, where: str) -> dict[str, bytes]:
         raise ConfigError(f"{where}: basic_auth_users must map user names to bcrypt hashes")
     users: dict[str, bytes] = {}
     for user, hashed in section.items():
-        if not isinstance(user, str) or not user or ":" in user:
-            raise ConfigError(f"{where}: basic_auth_users has an invalid user name {user!r}")
+        if problem := user_name_problem(user):
+            raise ConfigError(
+                f"{where}: basic_auth_users has an invalid user name {_shown(user)}: {problem}"
+            )
         fix = "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
         # Checked by its shape, not by bcrypt: checking costs 2^cost rounds, hours at cost 31.
         match = _BCRYPT_HASH.fullmatch(hashed) if isinstance(hashed, str) else None
@@ -233,3 +329,26 @@ def _users(section: object, where: str) -> dict[str, bytes]:
             )
         users[user] = hashed.encode()
     return users
+
+
+def user_name_problem(user: object) -> str | None:
+    """Why `user` cannot be a basic-auth user name, or None if it can.
+
+    A user name travels in the Authorization header, base64 of `user:password`: it cannot hold a
+    colon. It is kept to printable ASCII (spaces included): a control character is a typo in the
+    file, and a non-ASCII name depends on the client's encoding and Unicode normalization (é
+    typed as one character or two), so it would fail to match without a word.
+    """
+    if not isinstance(user, str):
+        return "it is not text; put it in quotes"
+    if not user:
+        return "it is empty"
+    for position, char in enumerate(user, 1):
+        if char == ":":
+            return f"character {position} is ':', which basic auth cannot send; remove it"
+        if not (char.isascii() and char.isprintable()):
+            return (
+                f"character {position} is not printable ASCII; use letters, digits, punctuation "
+                "and spaces"
+            )
+    return None

@@ -70,6 +70,8 @@ def test_console_script_and_module_agree():
         (("--web.listen-address", "a..b:9878"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "empty label"),
         ((), {"CLOUDFLARE_API_TOKEN": "t\u00f6ken"}, "not printable ASCII"),
         (("--metrics.allowlist", r"(\w*)*x"), {"CLOUDFLARE_API_TOKEN": TOKEN}, "longer than 1s"),
+        (("--cloudflare.api-url", "http://999.1.1.1:1/v4"), {"CLOUDFLARE_API_TOKEN": TOKEN},
+         "is not an IPv4 address"),
         (("--refresh.intreval", "5m"), {"CLOUDFLARE_API_TOKEN": TOKEN},
          "did you mean --refresh.interval?"),
     ],

@@ -13,6 +13,7 @@ import time
 import bcrypt
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from exporter.settings import ConfigError
 from exporter.simulator import Simulator, make_account
@@ -53,6 +54,27 @@ def basic(user: str, password: str) -> str:
         ("basic_auth_users:\n  alice: 42\n", "basic_auth_users.alice is not a bcrypt hash"),
         ("tls_config:\n  cert_file: x\n", "unsupported key 'tls_config'"),
         ("http_server_config:\n  http2: true\n", "unsupported key 'http_server_config'"),
+        # the wrong type anywhere is a line, never a TypeError (tests/test_config_errors.py has
+        # more, through the command line)
+        ("tls_server_config:\n  min_version: {TLS12: 1}\n", "min_version is a mapping"),
+        ("tls_server_config:\n  min_version: null\n", "min_version is null"),
+        ("tls_server_config:\n  client_auth_type: [NoClientCert]\n",
+         "client_auth_type is a list"),
+        ("tls_server_config:\n  cert_file: 5\n  key_file: k\n", "cert_file is 5"),
+        ("tls_server_config:\n  cert_file: {a: b}\n", "cert_file is a mapping"),
+        ("tls_server_config: [cert_file]\n", "tls_server_config must be a mapping"),
+        ("tls_server_config: &t {cert_file: *t}\n", "cert_file is a mapping"),
+        ("basic_auth_users: alice\n", "basic_auth_users must map user names"),
+        ("basic_auth_users:\n  null: x\n", "invalid user name null: it is not text"),
+        ("basic_auth_users:\n  \"\": x\n", "invalid user name '': it is empty"),
+        ("basic_auth_users:\n  \"a\\tb\": x\n", "character 2 is not printable ASCII"),
+        ("basic_auth_users:\n  \"\\u2028\": x\n", "'\\u2028': character 1 is not printable"),
+        ("basic_auth_users:\n  alice: {a: b}\n", "basic_auth_users.alice is not a bcrypt hash"),
+        ("? [a]\n: b\n", "not valid YAML at line 1"),
+        ("a: " + "{a: " * 21 + "1" + "}" * 21 + "\n", "nested deeper than 20 levels at line 1"),
+        ("a:\n" + "".join("  " * depth + "- \n" for depth in range(25)),
+         "nested deeper than 20 levels at line 21"),
+        ("c" * 300 + ": d\n", f"unsupported key '{'c' * 58}…;"),
     ],
 )  # fmt: skip
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, message):
@@ -80,6 +102,42 @@ def test_bad_tls_settings_are_refused(tmp_path, pki, extra, message):
     text = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
     with pytest.raises(ConfigError, match=message):
         load_web_config(str(write(tmp_path, text + extra)))
+
+
+def test_an_encrypted_key_is_refused_without_asking_for_its_passphrase(tmp_path, pki):
+    # Without a passphrase callback OpenSSL asks on the terminal and waits for an answer.
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    text = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {encrypted}\n"
+    with pytest.raises(ConfigError, match="key_file is encrypted; give an unencrypted key"):
+        load_web_config(str(write(tmp_path, text)))
+
+
+def test_a_nested_config_named_by_the_variable_that_gave_it(tmp_path):
+    path = write(tmp_path, "a: " + "[" * 1000 + "]" * 1000)
+    with pytest.raises(ConfigError) as raised:
+        load_web_config(str(path), "EXPORTER_WEB_CONFIG_FILE")
+    assert str(raised.value) == (
+        f"EXPORTER_WEB_CONFIG_FILE {str(path)!r}: nested deeper than 20 levels at line 1; the "
+        "format needs 3, fix the file"
+    )
+
+
+def test_user_names_are_printable_ascii_without_a_colon(tmp_path):
+    # spaces and punctuation are fine: basic auth carries them
+    loaded = load_web_config(
+        str(write(tmp_path, f'basic_auth_users:\n  "prom etheus!~": {HASH}\n'))
+    )
+    assert list(loaded.users) == ["prom etheus!~"]
+    assert loaded.basic_auth is not None
+    assert loaded.basic_auth.check(basic("prom etheus!~", PASSWORD)) is True
 
 
 def test_a_key_that_does_not_match_the_certificate_is_refused(tmp_path, pki):
