@@ -120,7 +120,13 @@ def test_schema_rejects_bad_values_naming_them(render, values, message):
             {"apiToken": TOKEN, "apiEmail": "ops@example.com", "apiKey": GLOBAL_KEY},
             ["both an API token (cloudflare.apiToken) and a Global API key", "keep only"],
         ),
-        ({"apiToken": TOKEN, "apiEmail": "ops@example.com"}, ["both an API token"]),
+        (
+            {"apiToken": TOKEN, "apiEmail": "ops@example.com"},
+            [
+                "cloudflare.apiToken and cloudflare.apiEmail are both set",
+                "unset cloudflare.apiEmail",
+            ],
+        ),
         (
             {"apiToken": TOKEN, "existingSecret": {"name": "creds"}},
             ["cloudflare.apiToken and cloudflare.existingSecret.name are both set"],

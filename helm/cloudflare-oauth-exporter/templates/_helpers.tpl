@@ -98,8 +98,11 @@ the render with a message naming the values to set.
 {{- else }}
 {{- $existing := $cf.existingSecret.name }}
 {{- $hasKeyPart := or $cf.apiEmail $cf.apiKey }}
-{{- if and $cf.apiToken $hasKeyPart }}
-{{- fail "cloudflare-oauth-exporter: both an API token (cloudflare.apiToken) and a Global API key (cloudflare.apiEmail/cloudflare.apiKey) are set; keep only the token (recommended) or only the email and key" }}
+{{- if and $cf.apiToken $cf.apiKey }}
+{{- fail "cloudflare-oauth-exporter: both an API token (cloudflare.apiToken) and a Global API key (cloudflare.apiKey) are set; keep only the token (recommended) or only the email and key" }}
+{{- end }}
+{{- if and $cf.apiToken $cf.apiEmail }}
+{{- fail "cloudflare-oauth-exporter: cloudflare.apiToken and cloudflare.apiEmail are both set, but the email only goes with a Global API key; unset cloudflare.apiEmail" }}
 {{- end }}
 {{- if and $cf.apiToken $existing }}
 {{- fail "cloudflare-oauth-exporter: cloudflare.apiToken and cloudflare.existingSecret.name are both set; give the token inline or point to an existing Secret, not both" }}
