@@ -22,6 +22,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -75,8 +76,12 @@ def pip_config() -> str:
     its index URLs if it sets any (http(s) only: local paths mean nothing elsewhere), and this
     machine's CA certificates, mounted at CA_CERTIFICATES_INSIDE."""
     found = subprocess.run(
-        ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout
+        [sys.executable, "-m", "pip", "config", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    ).stdout  # the venv's pip reads the machine's pip.conf; a stock python3 may have no pip
     settings = dict(re.findall(r"^[\w:.-]*?\.?(index-url|extra-index-url)='(.*)'$", found,
                                flags=re.MULTILINE))  # fmt: skip
     config = configparser.ConfigParser()
@@ -105,7 +110,7 @@ def debian_root(suite: str, packages: tuple[str, ...] = ()) -> Path:
     debootstrap = require_tool("debootstrap")
     mirror = apt_mirror()
     version = subprocess.run(
-        [debootstrap, "--version"], capture_output=True, text=True, check=True
+        [debootstrap, "--version"], capture_output=True, text=True, check=True, timeout=60
     ).stdout.strip()
     recipe = [RECIPE, suite, "minbase", sorted(packages), mirror, platform.machine(), version]
     key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]

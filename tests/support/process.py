@@ -30,7 +30,6 @@ class ExporterProcess:
         self.nofile = nofile
         self.lines: list[str] = []
         self.url = ""
-        self.stdout = ""
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -39,7 +38,7 @@ class ExporterProcess:
         if self.nofile is not None:  # set in the child, which then becomes the exporter
             command[1:1] = ["-c", _LIMITED.format(nofile=self.nofile)]
         self._process = subprocess.Popen(
-            command, env=self.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, env=self.environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -60,11 +59,6 @@ class ExporterProcess:
         assert self._process.stderr is not None
         for line in self._process.stderr:
             self.lines.append(line.rstrip("\n"))
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
 
     @property
     def address(self) -> tuple[str, int]:
@@ -101,9 +95,6 @@ class ExporterProcess:
             raise
         if self._reader is not None:
             self._reader.join(timeout=5)
-        if self._process.stdout is not None:
-            self.stdout = self._process.stdout.read()
-            self._process.stdout.close()
         if self._process.stderr is not None:
             self._process.stderr.close()
         return code
