@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from tests.support.debian import (
     pip_config,
 )
 from tests.support.prometheus import free_port
-from tests.support.tools import ROOT, clean_environ, require_tool
+from tests.support.tools import ROOT, require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -60,7 +59,7 @@ def test_hadolint_finds_nothing():
     binary = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or require_tool(
         "hadolint"
     )
-    result = subprocess.run([binary, str(DOCKERFILE)], capture_output=True, text=True)
+    result = subprocess.run([binary, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -77,48 +76,6 @@ def test_runtime_stage_is_non_root_and_runs_the_console_script():
     labels = " ".join(rest for keyword, rest in runtime if keyword == "LABEL")
     for key in ("source", "version", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
-
-
-@pytest.mark.slow
-def test_the_build_stage_install_steps_give_a_working_exporter(tmp_path):
-    context, venv = tmp_path / "src", tmp_path / "venv"
-    context.mkdir()
-    build = stages()[0]
-    for keyword, rest in build:
-        if keyword == "COPY":
-            *sources, destination = shlex.split(rest)
-            for source in sources:
-                target = context / destination.removeprefix("./")
-                if destination.endswith("/") or len(sources) > 1:
-                    target = target / os.path.basename(source)
-                if (ROOT / source).is_dir():
-                    shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns(
-                        "__pycache__"))  # fmt: skip
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(ROOT / source, target)
-    runs = [rest for keyword, rest in build if keyword == "RUN"]
-    assert runs
-    for command in runs:
-        result = subprocess.run(  # noqa: S602 - a RUN line is shell, as in the image
-            command.replace("/opt/venv", str(venv)), shell=True, cwd=context,
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-    environ = clean_environ(PYTHONDONTWRITEBYTECODE="1", PATH=f"{venv / 'bin'}:/usr/bin:/bin")
-    exporter = str(venv / "bin" / "cloudflare-oauth-exporter")
-    help_text = subprocess.run([exporter, "--help"], env=environ, capture_output=True, text=True)
-    assert help_text.returncode == 0, help_text.stderr
-    assert "--web.listen-address" in help_text.stdout
-    version = subprocess.run([exporter, "--version"], env=environ, capture_output=True, text=True)
-    assert __version__ in version.stdout
-    demo = subprocess.run(
-        [exporter, "--demo", "--once"], env=environ, capture_output=True, text=True, timeout=60,
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert "cloudflare_oauth_clients{" in demo.stdout, demo.stderr
-    assert not (venv / "bin" / "pip").exists()  # nothing to install things at run time
 
 
 def ignored(path: str) -> bool:
@@ -221,6 +178,21 @@ def test_the_image_runs_the_demo_read_only_as_nonroot_and_stops_cleanly(
     # Stopped by its own SIGTERM handling within podman's 5 s grace, not by the SIGKILL after it.
     assert stop.returncode == 0
     assert state["ExitCode"] == 0, state
+
+
+@pytest.mark.slow
+def test_the_image_has_the_console_script_and_nothing_to_install_with(image):
+    podman, tag = image
+    result = podman.run(
+        "run", "--rm", "--read-only", "--entrypoint", "sh", tag, "-c",
+        "cloudflare-oauth-exporter --version && cloudflare-oauth-exporter --help"
+        " && test ! -e /opt/venv/bin/pip && echo no-pip",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert __version__ in result.stdout
+    assert "--web.listen-address" in result.stdout
+    assert result.stdout.rstrip().endswith("no-pip")  # nothing installs things at run time
 
 
 @pytest.mark.slow
