@@ -25,7 +25,7 @@ import yaml
 
 from exporter.simulator import Fault, SimAccount, Simulator, make_account
 from tests.support.process import ExporterProcess
-from tests.support.prometheus import free_port, prometheus_scraping, ready
+from tests.support.prometheus import free_port, prometheus_scraping, served
 from tests.support.simulator import TOKEN, SimulatorThread
 from tests.support.tools import ALERTS, ROOT, bundled_alert, require_tool
 
@@ -104,30 +104,15 @@ class Webhook:
 def alertmanager(workdir: Path, config: Path) -> Iterator[str]:
     """Debian's prometheus-alertmanager on loopback, alone (no cluster); yields host:port."""
     port = free_port()
-    with (workdir / "alertmanager.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                require_tool("prometheus-alertmanager"),
-                f"--config.file={config}",
-                f"--storage.path={workdir / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not ready(f"http://127.0.0.1:{port}"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        "Alertmanager did not start:\n" + (workdir / "alertmanager.log").read_text()
-                    )
-                time.sleep(0.2)
-            yield f"127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    command = [
+        require_tool("prometheus-alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with served("Alertmanager", command, workdir / "alertmanager.log", f"http://127.0.0.1:{port}"):
+        yield f"127.0.0.1:{port}"
 
 
 def rules_for_the_test() -> dict[str, Any]:

@@ -74,26 +74,39 @@ def prometheus_scraping(
         )
     )
     port = free_port()
-    with (workdir / "prometheus.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                # resend firing alerts every second, not every minute
-                "--rules.alert.resend-delay=1s",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    command = [
+        binary,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",  # resend firing alerts every second, not every minute
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with served("Prometheus", command, workdir / "prometheus.log", url):
+        yield Prometheus(url)
+
+
+@contextmanager
+def served(name: str, command: list[str], log_path: Path, url: str) -> Iterator[None]:
+    """`command` running, its output in `log_path`, until `url` answers /-/ready (as Prometheus
+    and Alertmanager do); a process that exits or never gets ready fails the test with its log.
+    Stopped at the end, killed if it does not stop."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            prometheus = Prometheus(f"http://127.0.0.1:{port}")
-            prometheus.wait_for(lambda: ready(prometheus.url), "Prometheus to start", timeout=60)
-            yield prometheus
+            deadline = time.monotonic() + 60
+            while not ready(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{name} did not start:\n" + log_path.read_text()[-4000:])
+                time.sleep(0.2)
+            yield
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def ready(url: str) -> bool:
