@@ -358,12 +358,17 @@ def visitors(url: str, count: int) -> Iterator[list[int]]:
     """`count` clients fetching `url` again and again; yields [pages fetched], filled at exit."""
     stop = threading.Event()
     fetched = [0] * count
+    errors: list[Exception] = []
 
     def visit(index: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                client.get(url).raise_for_status()
-                fetched[index] += 1
+        try:
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    client.get(url).raise_for_status()
+                    fetched[index] += 1
+        except Exception as error:  # said at the end: a row measured without visitors is wrong
+            errors.append(error)
+            stop.set()
 
     threads = [threading.Thread(target=visit, args=(n,)) for n in range(count)]
     for thread in threads:
@@ -376,6 +381,10 @@ def visitors(url: str, count: int) -> Iterator[list[int]]:
         for thread in threads:
             thread.join()
         total[0] = sum(fetched)
+    if errors:
+        raise RuntimeError(f"a status-page visitor failed: {errors[0]!r}")
+    if not total[0]:
+        raise RuntimeError("the status-page visitors fetched no page")
 
 
 @dataclass

@@ -28,7 +28,7 @@ def test_the_benchmark_runs_and_prints_every_measure():
         "bare httpx loop, same requests", "CPU seconds per refresh", "/metrics between refreshes",
         "ceiling: bare uvicorn, same bytes", "/metrics during back-to-back refreshes",
         "peak RSS, 20 x 50 clients", "one answer of 2000 clients: refresh", "peak RSS",
-        "/metrics while it is parsed",
+        "/metrics while it is parsed", "/metrics while 4 clients loop GET / (20 accounts)",
     ):  # fmt: skip
         assert measure in measures, measure
     # The request count is exact whatever the machine: 6 accounts x 2 pages + 1 discovery page.
