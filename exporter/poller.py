@@ -19,6 +19,7 @@ from exporter.changes import (
     MAX_ACCOUNT_BYTES,
     MAX_TOTAL_BYTES,
     NO_CHANGES,
+    ByteBudget,
     ChangeDetector,
     ClientChange,
     Detected,
@@ -55,6 +56,8 @@ class Poller:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        change_bytes: int = MAX_ACCOUNT_BYTES,
+        change_bytes_total: int = MAX_TOTAL_BYTES,
     ) -> None:
         self._api = api
         self._store = store
@@ -70,6 +73,9 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
+        # Bytes of fingerprints change detection may keep for one account, and for all.
+        self._change_bytes = change_bytes
+        self._change_bytes_total = change_bytes_total
         # Accounts change detection has stopped following: said once each time it stops.
         self._too_large_to_compare: set[str] = set()
         self._baseline_bytes: dict[str, int] = {}  # change detection's memory, per account
@@ -100,6 +106,8 @@ class Poller:
         for gone in self._baseline_bytes.keys() - known:
             del self._baseline_bytes[gone]
         self._too_large_to_compare &= known
+        # Shared by this refresh's accounts as they build their baselines, however many at once.
+        budget = ByteBudget(self._change_bytes_total, sum(self._baseline_bytes.values()))
 
         pending = deque(self._accounts)
         failures = 0
@@ -107,7 +115,7 @@ class Poller:
         async def worker() -> None:
             nonlocal failures
             while pending:
-                if not await self._refresh_account(pending.popleft()):
+                if not await self._refresh_account(pending.popleft(), budget):
                     failures += 1
 
         async with asyncio.TaskGroup() as group:
@@ -170,13 +178,14 @@ class Poller:
         self._accounts = owned
         return True
 
-    async def _refresh_account(self, account: Account) -> bool:
+    async def _refresh_account(self, account: Account, budget: ByteBudget) -> bool:
         started = self._monotonic()
         previous = self._store.snapshot(account.id)
         counter = ClientCounter()
         detector = ChangeDetector(
             previous.baseline if previous is not None else None,
-            max_bytes=self._change_budget(account.id),
+            max_bytes=self._change_bytes,
+            budget=budget,
         )
         selection = (
             ClientSelection(self._per_client_limit, self._store.per_client_series)
@@ -206,6 +215,8 @@ class Poller:
             error = INTERNAL_ERROR
             log.exception("account refresh crashed", extra={"account_id": account.id})
         duration = self._monotonic() - started
+        if error is not None:
+            detector.cancel()  # what it built is let go; the previous baseline, if any, stays
 
         if error is None:
             kept = selection.kept() if selection is not None else ()
@@ -271,12 +282,6 @@ class Poller:
             )
         self._store.put(snapshot)
         return error is None
-
-    def _change_budget(self, account_id: str) -> int:
-        """Bytes this account's next baseline may take: its share, and what all accounts'
-        baselines leave of the total (its own current one will be replaced)."""
-        others = sum(self._baseline_bytes.values()) - self._baseline_bytes.get(account_id, 0)
-        return max(0, min(MAX_ACCOUNT_BYTES, MAX_TOTAL_BYTES - others))
 
     def _audit(self, account: Account, detected: Detected) -> None:
         """One line per change (the first MAX_EVENTS of a refresh), then one for the rest."""

@@ -16,6 +16,7 @@ from exporter.changes import (
     CHANGES,
     FIELDS,
     MAX_EVENTS,
+    ByteBudget,
     ChangeDetector,
     ClientChange,
     Detected,
@@ -463,14 +464,12 @@ def test_an_account_past_the_limit_is_not_followed_and_keeps_nothing():
 def test_an_account_not_followed_says_so_in_a_gauge_and_once_each_time_it_stops(
     living, monkeypatch, caplog
 ):
-    from exporter import poller
-
     _, account, refresher, http = living
     stopped = "change detection is off for this account"
 
     def refresh(budget: int) -> tuple[float | None, int]:
         """The gauge after a refresh with `budget` bytes of fingerprints, and warnings said."""
-        monkeypatch.setattr(poller, "MAX_ACCOUNT_BYTES", budget)
+        monkeypatch.setattr(refresher.poller, "_change_bytes", budget)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="exporter.poller"):
             assert refresher.refresh()
@@ -530,6 +529,37 @@ def test_change_detection_lets_go_past_its_memory_budget():
     assert detector.overflowed
     assert baseline is None
     assert found.total == 0
+
+
+def test_detectors_sharing_a_budget_hold_each_account_once_and_give_back_what_they_drop():
+    rng = random.Random(12)
+    clients = [parse_oauth_client(make_client(rng, n)) for n in range(600)]
+
+    def build(previous, budget, count):
+        detector = ChangeDetector(previous, budget=budget)
+        for client in clients[:count]:
+            detector.add(client, client_findings(client))
+        return detector
+
+    first = build(None, ByteBudget(), 300)
+    baseline, _ = first.finish()
+    assert baseline is not None
+    kept = baseline.size()
+    budget = ByteBudget(used=kept)  # a refresh starts counting the baselines kept
+    same = build(baseline, budget, 300)
+    assert budget.used == kept  # the same clients again: its own bytes, not twice
+    assert same.finish()[0] is not None
+    assert budget.used == kept
+    grown = build(baseline, budget, 600)
+    assert budget.used > kept  # it grew: the growth is drawn
+    grown.cancel()  # the refresh failed: the previous baseline stays, counted
+    assert budget.used == kept
+    tight = ByteBudget(total=kept + 1000, used=kept)
+    too_large = build(baseline, tight, 600)
+    assert too_large.overflowed
+    assert tight.used == 0  # not followed: the previous baseline is let go too
+    assert too_large.finish()[0] is None
+    assert tight.used == 0
 
 
 def test_the_audit_line_as_written_says_before_and_after(living):
