@@ -76,9 +76,6 @@ class Poller:
         # Bytes of fingerprints change detection may keep for one account, and for all.
         self._change_bytes = change_bytes
         self._change_bytes_total = change_bytes_total
-        # Accounts change detection has stopped following: said once each time it stops.
-        self._too_large_to_compare: set[str] = set()
-        self._baseline_bytes: dict[str, int] = {}  # change detection's memory, per account
         self._discovery_failure: ApiFailure | None = None
         self.ready = False
 
@@ -103,11 +100,10 @@ class Poller:
 
         known = {account.id for account in self._accounts}
         self._store.retain(known)
-        for gone in self._baseline_bytes.keys() - known:
-            del self._baseline_bytes[gone]
-        self._too_large_to_compare &= known
-        # Shared by this refresh's accounts as they build their baselines, however many at once.
-        budget = ByteBudget(self._change_bytes_total, sum(self._baseline_bytes.values()))
+        # Shared by this refresh's accounts as they build their baselines, however many at once;
+        # it starts with the baselines the store keeps.
+        kept = sum(s.baseline.size() for s in self._store.snapshots() if s.baseline is not None)
+        budget = ByteBudget(self._change_bytes_total, kept)
 
         pending = deque(self._accounts)
         failures = 0
@@ -226,21 +222,21 @@ class Poller:
                 baseline, detected = await asyncio.to_thread(detector.finish)
             else:
                 baseline, detected = detector.finish()
-            self._baseline_bytes[account.id] = baseline.size() if baseline is not None else 0
-            if not detector.overflowed:
-                self._too_large_to_compare.discard(account.id)  # said again if it stops again
-            elif account.id not in self._too_large_to_compare:
-                self._too_large_to_compare.add(account.id)
+            # Said once each time it stops: a good refresh that kept no baseline means it had.
+            was_off = (
+                previous is not None and previous.counts is not None and previous.baseline is None
+            )
+            if detector.overflowed and not was_off:
                 log.warning(
                     "change detection is off for this account: it has more clients than it "
                     "follows, or they would take more memory than change detection may use; "
                     "counts are exported as usual, cloudflare_oauth_account_changes_followed is 0",
                     extra={"account_id": account.id, "followed": CHANGE_LIMIT},
                 )
-            # The first good refresh is the baseline: what came before it is unknown, not new.
-            compared = previous is not None and previous.baseline is not None
+            # The first good refresh is the baseline: what came before it is unknown, not new
+            # (a detector with no previous baseline, or that overflowed, detects nothing).
             totals = (previous.changes if previous is not None else None) or NO_CHANGES
-            if compared and detected.total:
+            if detected.total:
                 totals = totals.plus(detected)
                 self._audit(account, detected)
             snapshot = AccountSnapshot(

@@ -394,3 +394,26 @@ def test_the_change_detection_total_holds_at_any_concurrency_and_does_not_flap(
     assert all(ids == followed[0] for ids in followed)  # ...and that does not come and go
     stopped = [r for r in caplog.records if r.getMessage().startswith("change detection is off")]
     assert len(stopped) == 1  # said once
+
+
+def test_change_detection_reads_what_it_keeps_from_the_store(serve_simulator, caplog):
+    # The store's snapshots are the one record of the baselines kept and of the accounts not
+    # followed: a poller taking over a store counts the baselines already there, and does not
+    # say again that an account is not followed.
+    from exporter.poller import Poller
+
+    url = serve_simulator(Simulator(accounts(3, clients=1000)))
+    harness = refresher(url, concurrency=3, change_bytes=200_000, change_bytes_total=180_000)
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        assert harness.refresh()
+    assert [r for r in caplog.records if "change detection is off" in r.getMessage()]
+    before = harness.samples()["cloudflare_oauth_account_changes_followed"]
+    harness.poller = Poller(harness.api, harness.store, account_ids=(), interval=300.0,
+                            concurrency=3, rate_limit=0, change_bytes=200_000,
+                            change_bytes_total=180_000)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        assert harness.refresh()
+    assert harness.samples()["cloudflare_oauth_account_changes_followed"] == before
+    assert sum(s.baseline.size() for s in harness.store.snapshots() if s.baseline) <= 180_000
+    assert not [r for r in caplog.records if "change detection is off" in r.getMessage()]
