@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from exporter.findings import FINDINGS
 from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
+from exporter.selection import shown_id
 
 CHANGES = ("created", "deleted", "updated")
 FIELDS = (
@@ -47,7 +48,7 @@ MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every
 MAX_CLIENTS = 250_000
 _MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
 _BLOCK = 256  # records compressed together
-_MAX_TEXT = 300  # characters of one kept URI or id
+_MAX_TEXT = 300  # characters of one kept URI
 _MORE = re.compile(r"\+\d+ #[A-Za-z0-9+/]{4}")  # the last item of a kept list that was cut
 # Bytes of fingerprints one account may keep, and all accounts together (baselines kept and
 # being built, an account's old and new counted once, see ByteBudget): whatever the API sends,
@@ -80,7 +81,7 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
     """What is kept of a client between refreshes: JSON-native, lists sorted, every value cut
     to a size (a record stays under ~2 KB whatever the client holds)."""
     return [
-        client.client_id[:_MAX_TEXT],
+        shown_id(client.client_id),  # identity is the digest of the whole id
         _kept_text(client.client_name or ""),
         _kept_text(client.visibility),
         _kept_text(client.token_endpoint_auth_method or "") or None,
@@ -99,9 +100,14 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
 
 def _kept_text(value: str) -> str:
     """The value as an audit line shows it, cut to MAX_LABEL_LENGTH; when that is not all of
-    it (or it held a lone surrogate), a digest of the whole follows, so any change still shows."""
+    it (or it held a lone surrogate), a digest of the whole follows, so any change still shows
+    — the same digest after a restart, and "…" only when something was cut."""
     kept = well_formed(value[:MAX_LABEL_LENGTH])
-    return kept if kept == value else f"{kept}… #{_short(value)}"
+    if kept == value:
+        return kept
+    whole = zlib.crc32(value.encode("utf-8", "surrogatepass")) & 0xFFFFFF
+    digest = base64.b64encode(whole.to_bytes(3, "big")).decode()
+    return f"{kept}{'…' if len(value) > MAX_LABEL_LENGTH else ''} #{digest}"
 
 
 def _kept_list(values: Iterable[str]) -> list[str]:

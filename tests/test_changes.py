@@ -24,6 +24,7 @@ from exporter.changes import (
 )
 from exporter.findings import FINDINGS, client_findings
 from exporter.model import OAuthClient, parse_oauth_client
+from exporter.selection import shown_id
 from exporter.simulator import Fault, Simulator, make_account, make_client
 from exporter.status_page import render_status_page
 from tests.support.exposition import sample, samples
@@ -170,6 +171,33 @@ def test_a_change_the_audit_line_cannot_show_is_still_counted(field, before, aft
     assert found.by_field == Counter({field: 1})
     [event] = found.events
     assert all(len(text) < 400 for _, text in event.details)  # cut, with a digest of the whole
+
+
+def test_a_cut_name_shows_the_same_digest_in_every_process():
+    [event] = detect([CLIENT], [{**CLIENT, "client_name": "N" * 200}]).events
+    # A CRC of the whole name, not hash() (which differs in every process): "#TGXi" in any
+    # process, so the same name cut shows the same after a restart.
+    assert event.client_name == "N" * 128 + "… #TGXi"
+
+
+def test_a_name_only_ill_formed_is_not_said_to_be_cut():
+    [event] = detect([CLIENT], [{**CLIENT, "client_name": "App \ud800"}]).events
+    assert event.client_name.startswith("App \ufffd #")  # no "…": nothing was left out
+    assert len(event.client_name) == len("App \ufffd #") + 4
+    assert "…" not in event.client_name
+
+
+def test_a_long_client_id_is_shown_as_its_per_client_series_shows_it():
+    long_id = "i" * 400
+    found = detect([CLIENT], [CLIENT, {**CLIENT, "client_id": long_id}])
+    [event] = found.events
+    assert event.client_id == shown_id(long_id)
+    other = long_id[:-1] + "j"  # the same first 300 characters: still two clients
+    found = detect(
+        [CLIENT, {**CLIENT, "client_id": long_id}], [CLIENT, {**CLIENT, "client_id": other}]
+    )
+    assert found.by_change == Counter({"created": 1, "deleted": 1})
+    assert {e.client_id for e in found.events} == {shown_id(long_id), shown_id(other)}
 
 
 def test_a_burst_is_counted_in_full_and_listed_in_part():
