@@ -527,14 +527,27 @@ def _listed(values: object) -> str:
     return f"{text} (+{more} more)" if more else text
 
 
+@dataclass(frozen=True)
+class NotListed:
+    """Stands, in the recent changes, for the changes of a refresh past the first MAX_EVENTS."""
+
+    count: int
+
+
+RecentChange = tuple[float, str, str | None, ClientChange | NotListed]  # when, account, what
+
+
 @dataclass
 class RecentChanges:
     """The last changes across accounts, newest first, for the status page."""
 
     limit: int = 100
-    items: list[tuple[float, str, str | None, ClientChange]] = field(default_factory=list)
+    items: list[RecentChange] = field(default_factory=list)
 
     def add(self, when: float, account_id: str, account_name: str | None,
-            changes: Iterable[ClientChange]) -> None:  # fmt: skip
-        fresh = [(when, account_id, account_name, change) for change in changes]
+            changes: Iterable[ClientChange], not_listed: int = 0) -> None:  # fmt: skip
+        """`changes` in the order found, and how many more that refresh found (a burst)."""
+        fresh: list[RecentChange] = [(when, account_id, account_name, c) for c in changes]
+        if not_listed:
+            fresh.append((when, account_id, account_name, NotListed(not_listed)))
         self.items = (fresh[::-1] + self.items)[: self.limit]

@@ -21,7 +21,6 @@ from exporter.changes import (
     NO_CHANGES,
     ByteBudget,
     ChangeDetector,
-    ClientChange,
     Detected,
 )
 from exporter.changes import MAX_CLIENTS as CHANGE_LIMIT
@@ -297,11 +296,8 @@ class Poller:
                        "not_listed": detected.total - len(detected.events),
                        **{f"clients_{change}": detected.by_change[change] for change in CHANGES}},
             )  # fmt: skip
-        listed: list[ClientChange] = list(detected.events)
-        if detected.total > len(listed):  # the status page says so too
-            more = detected.total - len(listed)
-            listed.append(ClientChange("not listed", "", "", (), (("changes", str(more)),)))
-        self._store.record_changes(self._clock(), account.id, account.name, listed)
+        self._store.record_changes(self._clock(), account.id, account.name, detected.events,
+                                   not_listed=detected.total - len(detected.events))  # fmt: skip
 
     def _warn_overrun(self, elapsed: float, requests: int) -> None:
         advice = "raise --refresh.interval or shard the accounts across replicas"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.changes import ClientChange
+from exporter.changes import NotListed, RecentChange
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
 from exporter.findings import (
@@ -120,7 +120,6 @@ class PageData:
 
 
 Section = Callable[[PageData], str]
-RecentChange = tuple[float, str, str | None, ClientChange]  # when, account id and name, what
 
 
 def render_status_page(
@@ -346,8 +345,8 @@ def recent_changes(data: PageData) -> str:
         )
     rows = []
     for when, account_id, account_name, change in data.changes:
-        if change.change == "not listed":  # a burst: only its first changes were listed
-            count = dict(change.details).get("changes", "")
+        if isinstance(change, NotListed):  # a burst: only its first changes were listed
+            count = f"{change.count:,}"
             rows.append(
                 f'<tr class="change more" data-account-id="{e(account_id)}"><td>{_time(when)}'
                 f"</td><td>{e(_cut(account_name or account_id, MAX_NAME))}</td>"

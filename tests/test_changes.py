@@ -20,6 +20,7 @@ from exporter.changes import (
     ChangeDetector,
     ClientChange,
     Detected,
+    NotListed,
     RecentChanges,
 )
 from exporter.findings import FINDINGS, client_findings
@@ -214,11 +215,25 @@ def test_the_status_page_keeps_the_last_hundred_changes_newest_first():
         changes = [ClientChange("created", f"r{refresh}c{n}", "", (), ()) for n in range(7)]
         recent.add(float(refresh), "acc", None, changes)
     assert len(recent.items) == 100
-    assert [item[3].client_id for item in recent.items[:8]] == [
-        *(f"r29c{n}" for n in reversed(range(7))),
-        "r28c6",
+    assert [item[3] for item in recent.items[:8]] == [
+        *(ClientChange("created", f"r29c{n}", "", (), ()) for n in reversed(range(7))),
+        ClientChange("created", "r28c6", "", (), ()),
     ]
-    assert recent.items[-1][3].client_id == "r15c5"  # 210 - 100 = 110 older ones let go
+    assert recent.items[-1][3] == ClientChange("created", "r15c5", "", (), ())  # 110 let go
+
+
+def test_the_changes_of_a_burst_not_listed_are_kept_as_a_count_after_those_listed():
+    recent = RecentChanges()
+    listed = [ClientChange("created", f"c{n}", "", (), ()) for n in range(3)]
+    recent.add(5.0, "acc", "Acme", listed, not_listed=1234)
+    recent.add(6.0, "other", None, [ClientChange("deleted", "d", "", (), ())])  # none more
+    assert [item[3] for item in recent.items] == [
+        ClientChange("deleted", "d", "", (), ()), NotListed(1234), *reversed(listed),
+    ]  # fmt: skip
+    assert recent.items[1] == (5.0, "acc", "Acme", NotListed(1234))
+    page = render_status_page([], None, telemetry_path="/metrics", per_client=False,
+                              changes=recent.items)  # fmt: skip
+    assert "and 1,234 more changes in that refresh" in page
 
 
 # --- property: counters against an independent diff ------------------------------------------
@@ -464,7 +479,8 @@ def test_the_status_page_keeps_the_last_changes_newest_first(living):
     simulator.delete_client(account.id, first["client_id"])
     assert refresher.refresh()
     recent = refresher.store.recent_changes()
-    assert [(change.change, change.client_id) for _, _, _, change in recent] == [
+    shown = [(c.change, c.client_id) if isinstance(c, ClientChange) else c for *_, c in recent]
+    assert shown == [
         ("deleted", first["client_id"]),
         ("created", first["client_id"]),
     ]
@@ -654,8 +670,7 @@ def test_a_burst_through_the_refresh_logs_a_bounded_number_of_lines(living, capl
     assert counter(refresher, "cloudflare_oauth_client_changes_total", account.id,
                    change="created") == MAX_EVENTS + 30  # fmt: skip
     recent = [change for _, _, _, change in refresher.store.recent_changes()]
-    assert recent[0].change == "not listed"  # newest first: the status page says it was cut
-    assert dict(recent[0].details) == {"changes": "30"}
+    assert recent[0] == NotListed(30)  # newest first: the status page says it was cut
     page = render_status_page(
         [], None, telemetry_path="/metrics", per_client=False,
         changes=refresher.store.recent_changes(),
