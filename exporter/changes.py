@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from exporter.findings import FINDINGS
 from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
+from exporter.selection import shown_id
 
 CHANGES = ("created", "deleted", "updated")
 FIELDS = (
@@ -47,9 +48,10 @@ MAX_EVENTS = 20  # audit lines per account per refresh; the counters count every
 MAX_CLIENTS = 250_000
 _MAX_LISTED = 5  # URIs or values listed in one audit field; the rest are counted
 _BLOCK = 256  # records compressed together
-_MAX_TEXT = 300  # characters of one kept URI or id
+_MAX_TEXT = 300  # characters of one kept URI
 _MORE = re.compile(r"\+\d+ #[A-Za-z0-9+/]{4}")  # the last item of a kept list that was cut
-# Bytes of fingerprints one account may keep, and all accounts together: whatever the API sends,
+# Bytes of fingerprints one account may keep, and all accounts together (baselines kept and
+# being built, an account's old and new counted once, see ByteBudget): whatever the API sends,
 # change detection costs no more than this (the benchmark's 200,000 clients take ~14 MB).
 MAX_ACCOUNT_BYTES = 24 << 20
 MAX_TOTAL_BYTES = 48 << 20
@@ -79,7 +81,7 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
     """What is kept of a client between refreshes: JSON-native, lists sorted, every value cut
     to a size (a record stays under ~2 KB whatever the client holds)."""
     return [
-        client.client_id[:_MAX_TEXT],
+        shown_id(client.client_id),  # identity is the digest of the whole id
         _kept_text(client.client_name or ""),
         _kept_text(client.visibility),
         _kept_text(client.token_endpoint_auth_method or "") or None,
@@ -98,9 +100,14 @@ def make_record(client: OAuthClient, findings: frozenset[str]) -> Record:
 
 def _kept_text(value: str) -> str:
     """The value as an audit line shows it, cut to MAX_LABEL_LENGTH; when that is not all of
-    it (or it held a lone surrogate), a digest of the whole follows, so any change still shows."""
+    it (or it held a lone surrogate), a digest of the whole follows, so any change still shows
+    — the same digest after a restart, and "…" only when something was cut."""
     kept = well_formed(value[:MAX_LABEL_LENGTH])
-    return kept if kept == value else f"{kept}… #{_short(value)}"
+    if kept == value:
+        return kept
+    whole = zlib.crc32(value.encode("utf-8", "surrogatepass")) & 0xFFFFFF
+    digest = base64.b64encode(whole.to_bytes(3, "big")).decode()
+    return f"{kept}{'…' if len(value) > MAX_LABEL_LENGTH else ''} #{digest}"
 
 
 def _kept_list(values: Iterable[str]) -> list[str]:
@@ -198,6 +205,33 @@ class Baseline:
         return sum(a.itemsize * len(a) for a in arrays) + sum(map(len, self._blocks))
 
 
+class ByteBudget:
+    """The bytes of fingerprints all accounts may keep together, shared by the detectors of one
+    refresh as they pack, so the total holds however many accounts are refreshed at once.
+
+    `used` starts as the bytes of the baselines already kept; a detector draws only what its new
+    baseline grows past its account's previous one (an account's two are counted once), and
+    gives back what it no longer keeps. (An account's previous baseline lives on while its new
+    one is compared with it, so for a moment memory holds both, for at most as many accounts as
+    are refreshed at once.)
+    """
+
+    __slots__ = ("total", "used")
+
+    def __init__(self, total: int = MAX_TOTAL_BYTES, used: int = 0) -> None:
+        self.total = total
+        self.used = used
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.total:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
 class ChangeDetector:
     """Compares the clients of one refresh, fed as they arrive, with the previous baseline.
 
@@ -212,10 +246,15 @@ class ChangeDetector:
         previous: Baseline | None,
         limit: int = MAX_CLIENTS,
         max_bytes: int = MAX_ACCOUNT_BYTES,
+        budget: ByteBudget | None = None,
     ) -> None:
+        """`budget`, if any, already counts `previous`: it is shared with other accounts."""
         self._previous = previous
         self._limit = limit
         self._max_bytes = max_bytes
+        self._budget = budget
+        self._previous_bytes = previous.size() if previous is not None else 0
+        self._held = self._previous_bytes  # of `budget`: the previous baseline, or the new one
         self.overflowed = False  # past `limit` clients or `max_bytes`: nothing kept or compared
         self._seen = bytearray(len(previous) if previous is not None else 0)
         self._ids = array("Q")
@@ -281,6 +320,7 @@ class ChangeDetector:
                 array("I", order),
                 self._blocks,
             )
+        self._hold_exactly(baseline.size() if baseline is not None else 0)
         detected = Detected(
             by_change=self._by_change,
             by_field=self._by_field,
@@ -290,6 +330,15 @@ class ChangeDetector:
             total=sum(self._by_change.values()),
         )
         return baseline, detected
+
+    def cancel(self) -> None:
+        """The refresh failed: the previous baseline stays, what was built since is let go."""
+        self._hold_exactly(self._previous_bytes)
+
+    def _hold_exactly(self, size: int) -> None:
+        if self._budget is not None:
+            self._budget.give_back(self._held - size)
+        self._held = size
 
     def _compare(self, previous: Baseline) -> None:
         # Deleted: counted; only the first few are read, for their audit lines.
@@ -323,6 +372,7 @@ class ChangeDetector:
     def _overflow(self) -> None:
         """Too many clients, or bytes, to follow: let go of everything kept, now."""
         self.overflowed = True
+        self._hold_exactly(0)  # the previous baseline goes too: the account is not followed
         self._previous = None
         self._seen = bytearray()
         self._ids, self._prints, self._blocks, self._pending = array("Q"), array("Q"), [], []
@@ -335,11 +385,22 @@ class ChangeDetector:
 
     def _pack(self) -> None:
         block = zlib.compress("\n".join(self._pending).encode(), 9)
+        # The block, and its clients' three entries (8 + 8 + 4 bytes): what Baseline.size()
+        # will say, so an account whose clients did not change draws nothing past its own.
+        self._packed_bytes += len(block) + 20 * len(self._pending)
         self._pending = []
         self._blocks.append(block)
-        self._packed_bytes += len(block) + 20 * _BLOCK  # the block, and its clients' arrays
-        if self._packed_bytes > self._max_bytes:
+        if self._packed_bytes > self._max_bytes or not self._hold(self._packed_bytes):
             self._overflow()
+
+    def _hold(self, size: int) -> bool:
+        """Whether the budget has room for `size` bytes of this account (taken if so)."""
+        if self._budget is None or size <= self._held:
+            return True
+        if not self._budget.take(size - self._held):
+            return False
+        self._held = size
+        return True
 
     def _count(
         self,
@@ -466,14 +527,27 @@ def _listed(values: object) -> str:
     return f"{text} (+{more} more)" if more else text
 
 
+@dataclass(frozen=True)
+class NotListed:
+    """Stands, in the recent changes, for the changes of a refresh past the first MAX_EVENTS."""
+
+    count: int
+
+
+RecentChange = tuple[float, str, str | None, ClientChange | NotListed]  # when, account, what
+
+
 @dataclass
 class RecentChanges:
     """The last changes across accounts, newest first, for the status page."""
 
     limit: int = 100
-    items: list[tuple[float, str, str | None, ClientChange]] = field(default_factory=list)
+    items: list[RecentChange] = field(default_factory=list)
 
     def add(self, when: float, account_id: str, account_name: str | None,
-            changes: Iterable[ClientChange]) -> None:  # fmt: skip
-        fresh = [(when, account_id, account_name, change) for change in changes]
+            changes: Iterable[ClientChange], not_listed: int = 0) -> None:  # fmt: skip
+        """`changes` in the order found, and how many more that refresh found (a burst)."""
+        fresh: list[RecentChange] = [(when, account_id, account_name, c) for c in changes]
+        if not_listed:
+            fresh.append((when, account_id, account_name, NotListed(not_listed)))
         self.items = (fresh[::-1] + self.items)[: self.limit]

@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.changes import ClientChange, RecentChanges
+from exporter.changes import ClientChange, RecentChange, RecentChanges
 from exporter.families import (
     ACCOUNT_FAMILIES,
     EXPORTER_FAMILIES,
@@ -195,13 +195,14 @@ class ExpositionStore:
 
     def record_changes(
         self, when: float, account_id: str, account_name: str | None,
-        changes: Iterable[ClientChange],
+        changes: Iterable[ClientChange], not_listed: int = 0,
     ) -> None:  # fmt: skip
-        """Changes to OAuth clients, kept (the last RecentChanges.limit) for the status page."""
+        """Changes to OAuth clients, kept (the last RecentChanges.limit) for the status page;
+        `not_listed`: how many more the refresh found (a burst is listed in part)."""
         with self._lock:
-            self._recent.add(when, account_id, account_name, changes)
+            self._recent.add(when, account_id, account_name, changes, not_listed)
 
-    def recent_changes(self) -> list[tuple[float, str, str | None, ClientChange]]:
+    def recent_changes(self) -> list[RecentChange]:
         """The last changes across accounts, newest first: (time, account id, name, change)."""
         with self._lock:
             return list(self._recent.items)

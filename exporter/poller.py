@@ -19,8 +19,8 @@ from exporter.changes import (
     MAX_ACCOUNT_BYTES,
     MAX_TOTAL_BYTES,
     NO_CHANGES,
+    ByteBudget,
     ChangeDetector,
-    ClientChange,
     Detected,
 )
 from exporter.changes import MAX_CLIENTS as CHANGE_LIMIT
@@ -55,6 +55,8 @@ class Poller:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        change_bytes: int = MAX_ACCOUNT_BYTES,
+        change_bytes_total: int = MAX_TOTAL_BYTES,
     ) -> None:
         self._api = api
         self._store = store
@@ -70,9 +72,9 @@ class Poller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._per_client_limit = per_client_limit
-        # Accounts change detection has stopped following: said once each time it stops.
-        self._too_large_to_compare: set[str] = set()
-        self._baseline_bytes: dict[str, int] = {}  # change detection's memory, per account
+        # Bytes of fingerprints change detection may keep for one account, and for all.
+        self._change_bytes = change_bytes
+        self._change_bytes_total = change_bytes_total
         self._discovery_failure: ApiFailure | None = None
         self.ready = False
 
@@ -97,9 +99,10 @@ class Poller:
 
         known = {account.id for account in self._accounts}
         self._store.retain(known)
-        for gone in self._baseline_bytes.keys() - known:
-            del self._baseline_bytes[gone]
-        self._too_large_to_compare &= known
+        # Shared by this refresh's accounts as they build their baselines, however many at once;
+        # it starts with the baselines the store keeps.
+        kept = sum(s.baseline.size() for s in self._store.snapshots() if s.baseline is not None)
+        budget = ByteBudget(self._change_bytes_total, kept)
 
         pending = deque(self._accounts)
         failures = 0
@@ -107,7 +110,7 @@ class Poller:
         async def worker() -> None:
             nonlocal failures
             while pending:
-                if not await self._refresh_account(pending.popleft()):
+                if not await self._refresh_account(pending.popleft(), budget):
                     failures += 1
 
         async with asyncio.TaskGroup() as group:
@@ -170,13 +173,14 @@ class Poller:
         self._accounts = owned
         return True
 
-    async def _refresh_account(self, account: Account) -> bool:
+    async def _refresh_account(self, account: Account, budget: ByteBudget) -> bool:
         started = self._monotonic()
         previous = self._store.snapshot(account.id)
         counter = ClientCounter()
         detector = ChangeDetector(
             previous.baseline if previous is not None else None,
-            max_bytes=self._change_budget(account.id),
+            max_bytes=self._change_bytes,
+            budget=budget,
         )
         selection = (
             ClientSelection(self._per_client_limit, self._store.per_client_series)
@@ -206,6 +210,8 @@ class Poller:
             error = INTERNAL_ERROR
             log.exception("account refresh crashed", extra={"account_id": account.id})
         duration = self._monotonic() - started
+        if error is not None:
+            detector.cancel()  # what it built is let go; the previous baseline, if any, stays
 
         if error is None:
             kept = selection.kept() if selection is not None else ()
@@ -215,21 +221,21 @@ class Poller:
                 baseline, detected = await asyncio.to_thread(detector.finish)
             else:
                 baseline, detected = detector.finish()
-            self._baseline_bytes[account.id] = baseline.size() if baseline is not None else 0
-            if not detector.overflowed:
-                self._too_large_to_compare.discard(account.id)  # said again if it stops again
-            elif account.id not in self._too_large_to_compare:
-                self._too_large_to_compare.add(account.id)
+            # Said once each time it stops: a good refresh that kept no baseline means it had.
+            was_off = (
+                previous is not None and previous.counts is not None and previous.baseline is None
+            )
+            if detector.overflowed and not was_off:
                 log.warning(
                     "change detection is off for this account: it has more clients than it "
                     "follows, or they would take more memory than change detection may use; "
                     "counts are exported as usual, cloudflare_oauth_account_changes_followed is 0",
                     extra={"account_id": account.id, "followed": CHANGE_LIMIT},
                 )
-            # The first good refresh is the baseline: what came before it is unknown, not new.
-            compared = previous is not None and previous.baseline is not None
+            # The first good refresh is the baseline: what came before it is unknown, not new
+            # (a detector with no previous baseline, or that overflowed, detects nothing).
             totals = (previous.changes if previous is not None else None) or NO_CHANGES
-            if compared and detected.total:
+            if detected.total:
                 totals = totals.plus(detected)
                 self._audit(account, detected)
             snapshot = AccountSnapshot(
@@ -272,12 +278,6 @@ class Poller:
         self._store.put(snapshot)
         return error is None
 
-    def _change_budget(self, account_id: str) -> int:
-        """Bytes this account's next baseline may take: its share, and what all accounts'
-        baselines leave of the total (its own current one will be replaced)."""
-        others = sum(self._baseline_bytes.values()) - self._baseline_bytes.get(account_id, 0)
-        return max(0, min(MAX_ACCOUNT_BYTES, MAX_TOTAL_BYTES - others))
-
     def _audit(self, account: Account, detected: Detected) -> None:
         """One line per change (the first MAX_EVENTS of a refresh), then one for the rest."""
         for change in detected.events:
@@ -296,11 +296,8 @@ class Poller:
                        "not_listed": detected.total - len(detected.events),
                        **{f"clients_{change}": detected.by_change[change] for change in CHANGES}},
             )  # fmt: skip
-        listed: list[ClientChange] = list(detected.events)
-        if detected.total > len(listed):  # the status page says so too
-            more = detected.total - len(listed)
-            listed.append(ClientChange("not listed", "", "", (), (("changes", str(more)),)))
-        self._store.record_changes(self._clock(), account.id, account.name, listed)
+        self._store.record_changes(self._clock(), account.id, account.name, detected.events,
+                                   not_listed=detected.total - len(detected.events))  # fmt: skip
 
     def _warn_overrun(self, elapsed: float, requests: int) -> None:
         advice = "raise --refresh.interval or shard the accounts across replicas"

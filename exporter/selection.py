@@ -33,7 +33,7 @@ class ClientRecord(NamedTuple):
 def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord:
     """What is shown of a client: label values cut at MAX_LABEL_LENGTH and writable as UTF-8."""
     return ClientRecord(
-        client_id=_shown_id(client.client_id),
+        client_id=shown_id(client.client_id),
         client_name=_shown(client.client_name or ""),
         visibility=_shown(client.visibility),
         auth_method=_shown(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD),
@@ -50,7 +50,7 @@ def _shown(text: str) -> str:
     return well_formed(text[:MAX_LABEL_LENGTH])
 
 
-def _shown_id(client_id: str) -> str:
+def shown_id(client_id: str) -> str:
     """An id as a label value: a long one is cut, with a digest of the whole so that two long
     ids that share a beginning stay two series."""
     if len(client_id) <= MAX_LABEL_LENGTH:

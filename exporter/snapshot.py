@@ -25,7 +25,8 @@ class AccountSnapshot:
     last_success: float | None
     refresh_duration: float
     last_error: ApiFailure | None = None
-    # With --metrics.per-client: the clients that get series (capped), and the series dropped.
+    # With --metrics.per-client: the clients that get series (capped; those holding findings
+    # first, then by client id), and the series dropped.
     clients: tuple[ClientRecord, ...] = ()
     dropped_client_series: int = 0
     # Change detection: the clients' fingerprints after the last good refresh (compared with

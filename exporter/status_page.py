@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.changes import ClientChange
+from exporter.changes import NotListed, RecentChange
 from exporter.durations import format_duration
 from exporter.exposition import ExpositionStore
 from exporter.findings import (
@@ -120,7 +120,6 @@ class PageData:
 
 
 Section = Callable[[PageData], str]
-RecentChange = tuple[float, str, str | None, ClientChange]  # when, account id and name, what
 
 
 def render_status_page(
@@ -283,17 +282,56 @@ def accounts_table(data: PageData) -> str:
 
 
 def clients_by_finding(data: PageData) -> str:
-    """With --metrics.per-client: the clients holding each finding, most severe first."""
+    """With --metrics.per-client: the clients holding each finding, most severe first.
+
+    Per-client records can number millions (1,000 accounts of 5,000): only the first
+    MAX_CLIENTS_PER_FINDING of each finding by name are kept while they are read, and an
+    account's records hold the clients with findings first, so the rest are not read at all.
+    """
     if not data.per_client:
         return ""
-    groups: dict[str, list[tuple[AccountSnapshot, ClientRecord]]] = {f: [] for f in SEVERITY}
+    # Every client holding each finding, in every account (not only those listed here, nor only
+    # those with records): what cloudflare_oauth_clients_with_finding says.
+    totals: dict[str, int] = {}
+    for account in data.accounts:
+        for finding, count in account.counts.by_finding if account.counts is not None else ():
+            totals[finding] = totals.get(finding, 0) + count
+    firsts: dict[str, list[_Listed]] = {f: [] for f in SEVERITY}
+    read: dict[str, int] = {}
     for account in data.shown:
         for client in account.clients:
+            if not client.findings:
+                break
+            listed = _Listed((client.client_name.casefold(), client.client_id), account, client)
             for finding in client.findings:
-                groups.setdefault(finding, []).append((account, client))
-    parts = [_finding_group(finding, members) for finding, members in groups.items() if members]
+                read[finding] = read.get(finding, 0) + 1
+                heap = firsts.setdefault(finding, [])
+                if len(heap) < MAX_CLIENTS_PER_FINDING:
+                    heapq.heappush(heap, listed)
+                elif heap[0].key > listed.key:
+                    heapq.heapreplace(heap, listed)
+    parts = []
+    for finding, heap in firsts.items():
+        if heap:  # never counting fewer than listed: records and counts are of one refresh
+            count = max(totals.get(finding, 0), read[finding])
+            shown = sorted(heap, key=lambda listed: listed.key)
+            parts.append(_finding_group(finding, shown, count))
     title = "<h2>Clients holding findings</h2>\n"
     return title + ("".join(parts) or '<p class="muted">No client holds a finding.</p>\n')
+
+
+class _Listed:
+    """A client a finding group may list, ordered by name; the heap keeps the last on top."""
+
+    __slots__ = ("account", "client", "key")
+
+    def __init__(self, key: tuple[str, str], account: AccountSnapshot, client: ClientRecord):
+        self.key = key
+        self.account = account
+        self.client = client
+
+    def __lt__(self, other: _Listed) -> bool:
+        return self.key > other.key  # reversed: heapq keeps the one listed last on top
 
 
 def recent_changes(data: PageData) -> str:
@@ -307,8 +345,8 @@ def recent_changes(data: PageData) -> str:
         )
     rows = []
     for when, account_id, account_name, change in data.changes:
-        if change.change == "not listed":  # a burst: only its first changes were listed
-            count = dict(change.details).get("changes", "")
+        if isinstance(change, NotListed):  # a burst: only its first changes were listed
+            count = f"{change.count:,}"
             rows.append(
                 f'<tr class="change more" data-account-id="{e(account_id)}"><td>{_time(when)}'
                 f"</td><td>{e(_cut(account_name or account_id, MAX_NAME))}</td>"
@@ -399,34 +437,29 @@ def _badge(finding: str, count: int) -> str:
     )
 
 
-def _finding_group(finding: str, members: list[tuple[AccountSnapshot, ClientRecord]]) -> str:
+def _finding_group(finding: str, shown: list[_Listed], count: int) -> str:
+    """`shown`: the clients listed, in order; `count`: how many hold the finding in all."""
     e = _escape
-    # the first by name without sorting them all: per-client records can number millions
-    shown = heapq.nsmallest(
-        MAX_CLIENTS_PER_FINDING,
-        members,
-        key=lambda m: (m[1].client_name.casefold(), m[1].client_id),
-    )
     rows = "".join(
         f'<tr data-client-id="{e(client.client_id)}"><td>'
         f"{e(_cut(client.client_name, MAX_NAME)) or '<span class=muted>no name</span>'}</td>"
         f"<td><code>{e(client.client_id)}</code></td>"
         f"<td>{e(_cut(account.account_name or account.account_id, MAX_NAME))}</td>"
         f"<td>{e(', '.join(f for f in _by_severity(client.findings) if f != finding))}</td></tr>\n"
-        for account, client in shown
+        for account, client in ((listed.account, listed.client) for listed in shown)
     )
-    more = len(members) - len(shown)
+    more = count - len(shown)
     left_out = (
         f'<p class="muted">{more:,} more; <code>cloudflare_oauth_client_finding'
-        f'{{finding="{e(finding)}"}}</code> has every one.</p>\n'
+        f'{{finding="{e(finding)}"}}</code> lists those with per-client series.</p>\n'
         if more
         else ""
     )
-    count = f"{len(members):,} client{'s' if len(members) != 1 else ''}"
+    clients = f"{count:,} client{'s' if count != 1 else ''}"
     why = _WHY.get(finding, "")
     return (
         f'<section class="finding-group" data-finding="{e(finding)}">'
-        f"<h3>{e(finding)} &middot; {count}"
+        f"<h3>{e(finding)} &middot; {clients}"
         f"{f' <span class=hint>&mdash; {e(why)}</span>' if why else ''}</h3>\n"
         '<table class="clients"><colgroup><col style="width:30%"><col style="width:25%">'
         '<col style="width:25%"><col style="width:20%"></colgroup>\n'

@@ -16,13 +16,16 @@ from exporter.changes import (
     CHANGES,
     FIELDS,
     MAX_EVENTS,
+    ByteBudget,
     ChangeDetector,
     ClientChange,
     Detected,
+    NotListed,
     RecentChanges,
 )
 from exporter.findings import FINDINGS, client_findings
 from exporter.model import OAuthClient, parse_oauth_client
+from exporter.selection import shown_id
 from exporter.simulator import Fault, Simulator, make_account, make_client
 from exporter.status_page import render_status_page
 from tests.support.exposition import sample, samples
@@ -171,6 +174,33 @@ def test_a_change_the_audit_line_cannot_show_is_still_counted(field, before, aft
     assert all(len(text) < 400 for _, text in event.details)  # cut, with a digest of the whole
 
 
+def test_a_cut_name_shows_the_same_digest_in_every_process():
+    [event] = detect([CLIENT], [{**CLIENT, "client_name": "N" * 200}]).events
+    # A CRC of the whole name, not hash() (which differs in every process): "#TGXi" in any
+    # process, so the same name cut shows the same after a restart.
+    assert event.client_name == "N" * 128 + "… #TGXi"
+
+
+def test_a_name_only_ill_formed_is_not_said_to_be_cut():
+    [event] = detect([CLIENT], [{**CLIENT, "client_name": "App \ud800"}]).events
+    assert event.client_name.startswith("App \ufffd #")  # no "…": nothing was left out
+    assert len(event.client_name) == len("App \ufffd #") + 4
+    assert "…" not in event.client_name
+
+
+def test_a_long_client_id_is_shown_as_its_per_client_series_shows_it():
+    long_id = "i" * 400
+    found = detect([CLIENT], [CLIENT, {**CLIENT, "client_id": long_id}])
+    [event] = found.events
+    assert event.client_id == shown_id(long_id)
+    other = long_id[:-1] + "j"  # the same first 300 characters: still two clients
+    found = detect(
+        [CLIENT, {**CLIENT, "client_id": long_id}], [CLIENT, {**CLIENT, "client_id": other}]
+    )
+    assert found.by_change == Counter({"created": 1, "deleted": 1})
+    assert {e.client_id for e in found.events} == {shown_id(long_id), shown_id(other)}
+
+
 def test_a_burst_is_counted_in_full_and_listed_in_part():
     rng = random.Random(1)
     found = detect([], [make_client(rng, n) for n in range(10_000)])
@@ -185,11 +215,25 @@ def test_the_status_page_keeps_the_last_hundred_changes_newest_first():
         changes = [ClientChange("created", f"r{refresh}c{n}", "", (), ()) for n in range(7)]
         recent.add(float(refresh), "acc", None, changes)
     assert len(recent.items) == 100
-    assert [item[3].client_id for item in recent.items[:8]] == [
-        *(f"r29c{n}" for n in reversed(range(7))),
-        "r28c6",
+    assert [item[3] for item in recent.items[:8]] == [
+        *(ClientChange("created", f"r29c{n}", "", (), ()) for n in reversed(range(7))),
+        ClientChange("created", "r28c6", "", (), ()),
     ]
-    assert recent.items[-1][3].client_id == "r15c5"  # 210 - 100 = 110 older ones let go
+    assert recent.items[-1][3] == ClientChange("created", "r15c5", "", (), ())  # 110 let go
+
+
+def test_the_changes_of_a_burst_not_listed_are_kept_as_a_count_after_those_listed():
+    recent = RecentChanges()
+    listed = [ClientChange("created", f"c{n}", "", (), ()) for n in range(3)]
+    recent.add(5.0, "acc", "Acme", listed, not_listed=1234)
+    recent.add(6.0, "other", None, [ClientChange("deleted", "d", "", (), ())])  # none more
+    assert [item[3] for item in recent.items] == [
+        ClientChange("deleted", "d", "", (), ()), NotListed(1234), *reversed(listed),
+    ]  # fmt: skip
+    assert recent.items[1] == (5.0, "acc", "Acme", NotListed(1234))
+    page = render_status_page([], None, telemetry_path="/metrics", per_client=False,
+                              changes=recent.items)  # fmt: skip
+    assert "and 1,234 more changes in that refresh" in page
 
 
 # --- property: counters against an independent diff ------------------------------------------
@@ -435,7 +479,8 @@ def test_the_status_page_keeps_the_last_changes_newest_first(living):
     simulator.delete_client(account.id, first["client_id"])
     assert refresher.refresh()
     recent = refresher.store.recent_changes()
-    assert [(change.change, change.client_id) for _, _, _, change in recent] == [
+    shown = [(c.change, c.client_id) if isinstance(c, ClientChange) else c for *_, c in recent]
+    assert shown == [
         ("deleted", first["client_id"]),
         ("created", first["client_id"]),
     ]
@@ -463,14 +508,12 @@ def test_an_account_past_the_limit_is_not_followed_and_keeps_nothing():
 def test_an_account_not_followed_says_so_in_a_gauge_and_once_each_time_it_stops(
     living, monkeypatch, caplog
 ):
-    from exporter import poller
-
     _, account, refresher, http = living
     stopped = "change detection is off for this account"
 
     def refresh(budget: int) -> tuple[float | None, int]:
         """The gauge after a refresh with `budget` bytes of fingerprints, and warnings said."""
-        monkeypatch.setattr(poller, "MAX_ACCOUNT_BYTES", budget)
+        monkeypatch.setattr(refresher.poller, "_change_bytes", budget)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="exporter.poller"):
             assert refresher.refresh()
@@ -530,6 +573,37 @@ def test_change_detection_lets_go_past_its_memory_budget():
     assert detector.overflowed
     assert baseline is None
     assert found.total == 0
+
+
+def test_detectors_sharing_a_budget_hold_each_account_once_and_give_back_what_they_drop():
+    rng = random.Random(12)
+    clients = [parse_oauth_client(make_client(rng, n)) for n in range(600)]
+
+    def build(previous, budget, count):
+        detector = ChangeDetector(previous, budget=budget)
+        for client in clients[:count]:
+            detector.add(client, client_findings(client))
+        return detector
+
+    first = build(None, ByteBudget(), 300)
+    baseline, _ = first.finish()
+    assert baseline is not None
+    kept = baseline.size()
+    budget = ByteBudget(used=kept)  # a refresh starts counting the baselines kept
+    same = build(baseline, budget, 300)
+    assert budget.used == kept  # the same clients again: its own bytes, not twice
+    assert same.finish()[0] is not None
+    assert budget.used == kept
+    grown = build(baseline, budget, 600)
+    assert budget.used > kept  # it grew: the growth is drawn
+    grown.cancel()  # the refresh failed: the previous baseline stays, counted
+    assert budget.used == kept
+    tight = ByteBudget(total=kept + 1000, used=kept)
+    too_large = build(baseline, tight, 600)
+    assert too_large.overflowed
+    assert tight.used == 0  # not followed: the previous baseline is let go too
+    assert too_large.finish()[0] is None
+    assert tight.used == 0
 
 
 def test_the_audit_line_as_written_says_before_and_after(living):
@@ -596,8 +670,7 @@ def test_a_burst_through_the_refresh_logs_a_bounded_number_of_lines(living, capl
     assert counter(refresher, "cloudflare_oauth_client_changes_total", account.id,
                    change="created") == MAX_EVENTS + 30  # fmt: skip
     recent = [change for _, _, _, change in refresher.store.recent_changes()]
-    assert recent[0].change == "not listed"  # newest first: the status page says it was cut
-    assert dict(recent[0].details) == {"changes": "30"}
+    assert recent[0] == NotListed(30)  # newest first: the status page says it was cut
     page = render_status_page(
         [], None, telemetry_path="/metrics", per_client=False,
         changes=refresher.store.recent_changes(),

@@ -344,3 +344,76 @@ def test_the_refresh_loop_survives_a_crashing_refresh(serve_simulator, caplog):
         harness.run(harness.poller.run())
     assert calls == [0, 1, 2]
     assert any("refresh crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_change_detection_total_holds_at_any_concurrency_and_does_not_flap(
+    serve_simulator, monkeypatch, caplog
+):
+    from exporter import changes
+
+    # Three accounts whose baselines fit two at a time, refreshed all at once: the total must
+    # hold while they are built, and the same two stay followed, refresh after refresh.
+    url = serve_simulator(Simulator(accounts(3, clients=1000)))
+    total = 180_000  # a baseline here takes some 70,000
+    harness = refresher(url, concurrency=3, change_bytes=200_000, change_bytes_total=total)
+    building: dict[changes.ChangeDetector, int] = {}  # -> the bytes of its previous baseline
+    peak = 0
+    made, pack, finish = (changes.ChangeDetector.__init__, changes.ChangeDetector._pack,
+                          changes.ChangeDetector.finish)  # fmt: skip
+
+    def making(detector: changes.ChangeDetector, previous, *args, **kwargs) -> None:
+        made(detector, previous, *args, **kwargs)
+        building[detector] = previous.size() if previous is not None else 0
+
+    def packing(detector: changes.ChangeDetector) -> None:
+        """At every pack: the baselines kept, and what those being built add to them."""
+        nonlocal peak
+        pack(detector)
+        kept = sum(s.baseline.size() for s in harness.store.snapshots() if s.baseline)
+        growth = sum(max(0, d._packed_bytes - old) for d, old in building.items()
+                     if not d.overflowed)  # fmt: skip
+        peak = max(peak, kept + growth)
+
+    def finishing(detector: changes.ChangeDetector):
+        done = finish(detector)
+        del building[detector]
+        return done
+
+    monkeypatch.setattr(changes.ChangeDetector, "__init__", making)
+    monkeypatch.setattr(changes.ChangeDetector, "_pack", packing)
+    monkeypatch.setattr(changes.ChangeDetector, "finish", finishing)
+    followed: list[frozenset[str]] = []
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        for _ in range(5):
+            assert harness.refresh()
+            found = harness.samples()["cloudflare_oauth_account_changes_followed"]
+            followed.append(frozenset(dict(k)["account_id"] for k, v in found.items() if v))
+            assert sum(s.baseline.size() for s in harness.store.snapshots() if s.baseline) <= total
+    assert 0 < peak <= total
+    assert len(followed[0]) == 2  # two fit; the third is not followed...
+    assert all(ids == followed[0] for ids in followed)  # ...and that does not come and go
+    stopped = [r for r in caplog.records if r.getMessage().startswith("change detection is off")]
+    assert len(stopped) == 1  # said once
+
+
+def test_change_detection_reads_what_it_keeps_from_the_store(serve_simulator, caplog):
+    # The store's snapshots are the one record of the baselines kept and of the accounts not
+    # followed: a poller taking over a store counts the baselines already there, and does not
+    # say again that an account is not followed.
+    from exporter.poller import Poller
+
+    url = serve_simulator(Simulator(accounts(3, clients=1000)))
+    harness = refresher(url, concurrency=3, change_bytes=200_000, change_bytes_total=180_000)
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        assert harness.refresh()
+    assert [r for r in caplog.records if "change detection is off" in r.getMessage()]
+    before = harness.samples()["cloudflare_oauth_account_changes_followed"]
+    harness.poller = Poller(harness.api, harness.store, account_ids=(), interval=300.0,
+                            concurrency=3, rate_limit=0, change_bytes=200_000,
+                            change_bytes_total=180_000)  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="exporter.poller"):
+        assert harness.refresh()
+    assert harness.samples()["cloudflare_oauth_account_changes_followed"] == before
+    assert sum(s.baseline.size() for s in harness.store.snapshots() if s.baseline) <= 180_000
+    assert not [r for r in caplog.records if "change detection is off" in r.getMessage()]

@@ -263,6 +263,44 @@ def test_a_finding_group_is_capped_with_a_pointer_to_the_metrics():
     assert "30 more; cloudflare_oauth_client_finding" in "".join(dom.text)
 
 
+def test_a_finding_group_counts_every_client_holding_it_as_the_metrics_do():
+    # Per-client records are capped (--metrics.per-client-limit) and only the first 1,000
+    # accounts are listed, but the count is the one cloudflare_oauth_clients_with_finding has.
+    holders = [OAuthClient(f"c{n:04}", "private", response_types=frozenset({"token"}))
+               for n in range(40)]  # fmt: skip
+    counts = count_clients(holders)
+    kept = tuple(record(f"c{n:04}", f"App {n:04}", "implicit_grant") for n in range(3))
+    many = [AccountSnapshot(f"{n:032x}", f"Account {n:05}", True, counts, NOW, 0.1, clients=kept)
+            for n in range(MAX_ACCOUNTS + 2)]  # fmt: skip
+    page = render_status_page(many, DONE, telemetry_path="/metrics", per_client=True)
+    total = sum(dict(a.counts.by_finding)["implicit_grant"] for a in many if a.counts)
+    assert total == 40 * (MAX_ACCOUNTS + 2)
+    assert f"implicit_grant &middot; {total:,} clients" in page
+    assert f"{total - 100:,} more; <code>cloudflare_oauth_client_finding" in page
+
+
+class Counted(tuple[ClientRecord, ...]):
+    """Per-client records that count how many of them are read."""
+
+    read = 0
+
+    def __iter__(self):
+        for item in super().__iter__():
+            Counted.read += 1
+            yield item
+
+
+def test_listing_the_clients_holding_findings_reads_only_those_clients():
+    holding = [record(f"h{n:04}", f"Risky {n:04}", "implicit_grant") for n in range(150)]
+    clean = [record(f"c{n:05}", f"Clean {n:05}") for n in range(20_000)]
+    snapshot = AccountSnapshot(A, "Acme", True, COUNTS, NOW, 0.1,
+                               clients=Counted(holding + clean))  # fmt: skip
+    Counted.read = 0
+    dom = parse(render_status_page([snapshot], DONE, telemetry_path="/metrics", per_client=True))
+    assert dom.groups == [("implicit_grant", [f"h{n:04}" for n in range(100)])]
+    assert Counted.read <= 151  # records hold the clients with findings first: no more is read
+
+
 def test_the_page_is_rendered_once_per_refresh_and_gzipped_once():
     store = ExpositionStore(discovering=True, refresh_interval=300, process_metrics=False)
     page = StatusPage(store, telemetry_path="/metrics", per_client=False)

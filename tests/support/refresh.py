@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from exporter.changes import MAX_ACCOUNT_BYTES, MAX_TOTAL_BYTES
 from exporter.cloudflare import CloudflareAPI
 from exporter.credentials import Secret, TokenAuth
 from exporter.exposition import ExpositionStore
@@ -36,6 +37,8 @@ class Refresher:
         store_clock: Callable[[], float] = time.time,
         poller_clock: Callable[[], float] = time.time,
         poller_monotonic: Callable[[], float] = time.monotonic,
+        change_bytes: int = MAX_ACCOUNT_BYTES,
+        change_bytes_total: int = MAX_TOTAL_BYTES,
         **api: Any,
     ) -> None:
         self.loop = asyncio.new_event_loop()
@@ -54,6 +57,7 @@ class Refresher:
             self.api, self.store, account_ids=account_ids, interval=interval,
             concurrency=concurrency, rate_limit=limiter.limit if limiter else 0,
             per_client_limit=per_client_limit, clock=poller_clock, monotonic=poller_monotonic,
+            change_bytes=change_bytes, change_bytes_total=change_bytes_total,
         )  # fmt: skip
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
