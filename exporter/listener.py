@@ -66,8 +66,10 @@ class Tally:
         level: int = logging.WARNING,
         clock: Callable[[], float] = time.monotonic,
         call_later: Callable[[float, Callable[[], None]], object] | None = None,
+        logger: logging.Logger = log,
     ) -> None:
         self._message = message
+        self._log = logger
         self._interval = interval
         self._level = level
         self._clock = clock
@@ -93,7 +95,7 @@ class Tally:
 
     def flush(self) -> None:
         if self._count:
-            log.log(self._level, self._message, extra={**self._fields, "times": self._count})
+            self._log.log(self._level, self._message, extra={**self._fields, "times": self._count})
             self._count = 0
             self._quiet_until = self._clock() + self._interval
 
