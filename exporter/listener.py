@@ -10,6 +10,10 @@ logs a traceback for every accept that fails for want of file descriptors. Here 
 - a connection has HEAD_TIMEOUT, from its accept or from the end of its last response, to
   finish its TLS handshake and send a complete request head (Go's ReadHeaderTimeout); then it is
   closed. Between requests the HTTP server's keep-alive timeout (5 s) closes it sooner;
+- a connection has WRITE_TIMEOUT, from its complete request head, to be sent its whole response
+  (Go's WriteTimeout); then it is closed. The HTTP server waits for a client to read a large
+  response, so without it a client that asks for /metrics and never reads would hold its
+  connection, and its place under `max_connections`, forever;
 - at most `max_connections` are open. Past that the connection that has waited longest for a
   request is closed to make room (as nginx reuses idle keep-alive connections): a client that
   sends its request at once, as Prometheus does, is served while silent ones pile up, and
@@ -36,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT = 10.0
+WRITE_TIMEOUT = 60.0
 LOG_INTERVAL = 10.0
 TLS_SHUTDOWN_TIMEOUT = 5.0  # a peer that never answers close_notify keeps its buffers this long
 _ACCEPTS_PER_WAKEUP = 128
@@ -61,8 +66,10 @@ class Tally:
         level: int = logging.WARNING,
         clock: Callable[[], float] = time.monotonic,
         call_later: Callable[[float, Callable[[], None]], object] | None = None,
+        logger: logging.Logger = log,
     ) -> None:
         self._message = message
+        self._log = logger
         self._interval = interval
         self._level = level
         self._clock = clock
@@ -88,7 +95,7 @@ class Tally:
 
     def flush(self) -> None:
         if self._count:
-            log.log(self._level, self._message, extra={**self._fields, "times": self._count})
+            self._log.log(self._level, self._message, extra={**self._fields, "times": self._count})
             self._count = 0
             self._quiet_until = self._clock() + self._interval
 
@@ -100,7 +107,7 @@ class _Connection:
         self.sock = sock
         self.peer = peer
         self.busy = False  # between a complete request head and the end of its response
-        self.deadline = 0.0
+        self.deadline = 0.0  # for the request head, or, while busy, for the whole response
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None  # handing the socket to its protocol
         self.handed_over = False  # the socket belongs to a transport now
@@ -118,11 +125,13 @@ class Listener:
         max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
         head_timeout: float = HEAD_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
     ) -> None:
         self._sock = sock
         self._ssl = ssl_context
         self._max = max_connections
         self._head_timeout = head_timeout
+        self._write_timeout = write_timeout
         self._open: dict[Peer, _Connection] = {}
         # Connections waiting for a request head, longest-waiting first (dicts keep order).
         self._waiting: dict[_Connection, None] = {}
@@ -161,6 +170,11 @@ class Listener:
             logging.INFO,
         )
         self._failed_to_start = tally("a connection could not be handed to HTTP", logging.ERROR)
+        self._timed_out = tally(
+            "closed connections that were not sent their whole response in time; "
+            "a client must read what it asked for",
+            logging.INFO,
+        )
         self._refused = tally(
             "refused new connections: every connection is in the middle of a request "
             "(--web.max-connections)"
@@ -314,25 +328,41 @@ class Listener:
         connection.deadline = self._loop.time() + self._head_timeout
         self._waiting.pop(connection, None)
         self._waiting[connection] = None
-        if connection.timer is None:
-            connection.timer = self._loop.call_at(connection.deadline, self._expire, connection)
+        self._arm(connection)
+
+    def _arm(self, connection: _Connection) -> None:
+        """Make sure the connection's timer goes off no later than its deadline. A timer that
+        goes off sooner is kept: it is not cancelled and set again for every request (a
+        keep-alive scraper makes thousands a second); `_expire` looks at the deadline then."""
+        assert self._loop is not None
+        timer = connection.timer
+        if timer is not None:
+            if timer.when() <= connection.deadline:
+                return
+            timer.cancel()  # the deadline moved sooner, e.g. a response ended well in time
+        connection.timer = self._loop.call_at(connection.deadline, self._expire, connection)
 
     def _expire(self, connection: _Connection) -> None:
-        """The timer of a connection went off. It is not cancelled and set again for every
-        request (a keep-alive scraper makes thousands a second): here it finds out whether the
-        deadline still holds, moved, or no longer applies."""
+        """The timer of a connection went off: it finds out whether the deadline still holds,
+        moved, or no longer applies."""
         assert self._loop is not None
         connection.timer = None
-        if self._open.get(connection.peer) is not connection or connection.busy:
-            return  # gone, or in a request: the end of the request sets the timer again
+        if self._open.get(connection.peer) is not connection:
+            return  # gone
         if self._loop.time() < connection.deadline:
             connection.timer = self._loop.call_at(connection.deadline, self._expire, connection)
             return
+        if connection.busy:
+            self._timed_out.add(write_timeout=self._write_timeout)
         self._close(connection)
 
     def _busy(self, connection: _Connection) -> None:
+        """From now, the connection has the write timeout to be sent its whole response."""
+        assert self._loop is not None
         connection.busy = True
+        connection.deadline = self._loop.time() + self._write_timeout
         self._waiting.pop(connection, None)
+        self._arm(connection)
 
     def _idle(self, connection: _Connection) -> None:
         connection.busy = False

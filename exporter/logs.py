@@ -8,7 +8,6 @@ raw, and no credential the exporter was given appears in it.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import re
@@ -18,7 +17,6 @@ from datetime import UTC, datetime
 from typing import IO
 
 MAX_LINE = 8192  # bytes, newline excluded
-_MAX_VALUE = 1024  # characters of one field, before the line as a whole is fitted
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -70,11 +68,12 @@ class _BoundedFormatter(logging.Formatter):
     """Joins escaped fields into one line of at most MAX_LINE bytes.
 
     Sizes are measured as written (escaped and UTF-8 encoded), so text that escaping inflates
-    (a control character becomes six bytes) is counted at its real cost. While the line is too
-    long, the field that takes the most bytes is cut to half as many characters, down to nothing
-    but the note of how much was cut. When even that cannot fit every field (thousands of
-    them), the fields past the first few that fit are dropped and a `truncated` field says how
-    many: the line stays one valid line of its format.
+    (a control character becomes six bytes) is counted at its real cost. A line that fits is
+    written whole. One that does not has every value longer than a cap cut to it, with a note of
+    how much was cut, the cap halving from half the line down to nothing until the line fits; a
+    traceback (`exception`) keeps its end, the line that says what was raised. When even values
+    cut to nothing do not fit (thousands of fields), the fields past the first few that fit are
+    dropped and a `truncated` field says how many: the line stays one valid line of its format.
     """
 
     secrets: tuple[str, ...] = ()
@@ -98,65 +97,50 @@ class _BoundedFormatter(logging.Formatter):
         return self.prefix + self.separator.join(pieces) + self.suffix
 
     def fit(self, fields: dict[str, str]) -> str:
-        pieces = {key: self.piece(key, _cut(value, _MAX_VALUE)) for key, value in fields.items()}
-        sizes = {key: _size(piece) for key, piece in pieces.items()}
-        if self._overhead(len(sizes)) + sum(sizes.values()) <= MAX_LINE:
-            return self.line(pieces.values())  # nearly always
-        floors = {key: self._floor(fields[key], key, size) for key, size in sizes.items()}
-        if self._overhead(len(floors)) + sum(floors.values()) > MAX_LINE:
-            fields = self._drop(fields, floors)
-            pieces = {key: self.piece(key, _cut(fields[key], _MAX_VALUE)) for key in fields}
-            sizes = {key: _size(piece) for key, piece in pieces.items()}
-        self._shorten(fields, pieces, sizes)
-        return self.line(pieces.values())
+        line = self._cut_to_fit(fields)
+        if line is None:
+            line = self._cut_to_fit(self._drop(fields))
+        # The core fields cut to nothing, a few short fields and at most half a line of others.
+        assert line is not None
+        return line
+
+    def _cut_to_fit(self, fields: dict[str, str]) -> str | None:
+        """The line with the largest cap on values that fits; None if not even nothing does."""
+        overhead = self._overhead(len(fields))
+        for cap in _CAPS:
+            values = {key: _cut(key, value, cap) for key, value in fields.items()}
+            # Every character takes a byte at least: no need to escape what cannot fit.
+            if (
+                overhead + sum(len(key) + len(value) + 1 for key, value in values.items())
+                > MAX_LINE
+            ):
+                continue
+            pieces = [self.piece(key, value) for key, value in values.items()]
+            if overhead + sum(map(_size, pieces)) <= MAX_LINE:
+                return self.line(pieces)
+        return None
 
     def _overhead(self, count: int) -> int:
         return len(self.prefix) + len(self.suffix) + len(self.separator) * max(0, count - 1)
 
-    def _floor(self, value: str, key: str, size: int) -> int:
-        """The fewest bytes the field can take: cut to nothing, unless it is short already."""
-        if size <= _SHORT:
-            return size
-        return min(size, _size(self.piece(key, _cut(value, 0))))
-
-    def _shorten(
-        self, fields: dict[str, str], pieces: dict[str, str], sizes: dict[str, int]
-    ) -> None:
-        """Cut the field taking the most bytes to half as many characters, until the line fits
-        (it does once each field is at its floor)."""
-        total = self._overhead(len(sizes)) + sum(sizes.values())
-        limits = dict.fromkeys(fields, _MAX_VALUE)
-        # Each key is in the heap once, with its current size: the largest comes first.
-        heap = [(-size, n, key) for n, (key, size) in enumerate(sizes.items()) if size > _SHORT]
-        heapq.heapify(heap)
-        while total > MAX_LINE and heap:
-            _, n, key = heapq.heappop(heap)
-            limit = limits[key]
-            while limit > 0:
-                limit //= 2
-                piece = self.piece(key, _cut(fields[key], limit))
-                size = _size(piece)
-                if size < sizes[key]:
-                    total += size - sizes[key]
-                    pieces[key], sizes[key], limits[key] = piece, size, limit
-                    if limit > 0:
-                        heapq.heappush(heap, (-size, n, key))
-                    break
-
-    def _drop(self, fields: dict[str, str], floors: dict[str, int]) -> dict[str, str]:
+    def _drop(self, fields: dict[str, str]) -> dict[str, str]:
         """The fields that say what happened, then as many of the others as fit in half the line
-        at their floor, in order, and a `truncated` field that says how many were left out."""
+        cut to nothing, in order, and a `truncated` field that says how many were left out."""
         marker = "truncated"
         while marker in fields:
             marker += "_"
+
+        def floor(key: str) -> int:
+            return _size(self.piece(key, _cut(key, fields[key], 0)))
+
         kept = {key for key in fields if key in _CORE}
         others = [key for key in fields if key not in _CORE]
         worst = self.piece(marker, _dropped(len(others)))
         budget = MAX_LINE - self._overhead(len(kept) + 1) - _size(worst)
-        budget -= sum(floors[key] for key in kept)
+        budget -= sum(floor(key) for key in kept)
         budget = min(budget, MAX_LINE // 2)  # the rest is room for the message and values
         for key in others:
-            cost = floors[key] + len(self.separator)
+            cost = floor(key) + len(self.separator)
             if cost <= budget:
                 kept.add(key)
                 budget -= cost
@@ -170,16 +154,20 @@ def _dropped(count: int) -> str:
 
 
 _CORE = frozenset({"ts", "level", "logger", "msg"})  # never dropped (cut, at most)
-_SHORT = 64  # bytes: a field this short is never cut (the time, the level, most ids)
+_SHORT = 64  # characters: a value this short is never cut (the time, the level, most ids)
+# Caps on the characters of a value, tried in turn: none, then half the line halving to nothing.
+_CAPS: tuple[int | None, ...] = (None, *(MAX_LINE // 2 >> n for n in range(13)), 0)
 
 
 def _size(piece: str) -> int:
     return len(piece.encode("utf-8"))  # escaped: no lone surrogate is left to fail on
 
 
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
+def _cut(key: str, text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= max(limit, _SHORT):
         return text
+    if key == "exception":  # a traceback: its last line says what was raised
+        return f"[{len(text) - limit} more]...{text[len(text) - limit :]}"
     return f"{text[:limit]}...[{len(text) - limit} more]"
 
 

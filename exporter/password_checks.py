@@ -11,7 +11,9 @@ the right user must not be told 401 (its password was never checked) nor wait be
   try from other addresses, therefore cannot keep a scraper's request waiting for more than
   the checks already running;
 - a check that finds the queue full of better-ranked ones is answered BUSY at once (503 with
-  Retry-After), never 401: 401 says the password is wrong, and it was not checked.
+  Retry-After), never 401: 401 says the password is wrong, and it was not checked;
+- so is a check that fails (bcrypt raising something unforeseen): it does not count against the
+  connection or its address, and is logged at most once per LOG_INTERVAL with a count.
 
 What it cannot tell apart: a flood from the scraper's own address that opens a new connection
 for every wrong password ranks as the scraper does; the scraper then gets 503s, still never 401.
@@ -23,13 +25,17 @@ import asyncio
 import enum
 import functools
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from exporter.listener import Tally
+
 K = TypeVar("K")
+log = logging.getLogger(__name__)
 
 
 class Credentials(Protocol):
@@ -83,6 +89,13 @@ class PasswordChecks:
         self._arrivals = itertools.count()
         self._failed_connections: dict[Client, tuple[int, float]] = {}
         self._failed_addresses: dict[str, tuple[int, float]] = {}
+        self._check_failed = Tally(
+            "checking a basic-auth password failed; answered 503",
+            level=logging.ERROR,
+            clock=clock,
+            call_later=lambda delay, flush: asyncio.get_running_loop().call_later(delay, flush),
+            logger=log,
+        )
 
     async def check(self, header: str, client: Client | None) -> Verdict:
         remembered = self._auth.remembered(header)
@@ -117,7 +130,16 @@ class PasswordChecks:
 
     def _finish(self, check: _Check, future: asyncio.Future[bool]) -> None:
         self._running -= 1
-        allowed = not future.cancelled() and future.exception() is None and future.result()
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            # Not checked: not the client's fault, and not a wrong password.
+            if error is not None:
+                self._check_failed.add(err=f"{type(error).__name__}: {error}")
+            if not check.verdict.done():
+                check.verdict.set_result(Verdict.BUSY)
+            self._start_checks()
+            return
+        allowed = future.result()
         if not allowed and check.client is not None:
             # An address counts connections, not tries: a flood over a few keep-alive
             # connections (already ranked last by the connection) does not sink its address.

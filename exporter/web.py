@@ -110,7 +110,7 @@ class ExporterApp:
                     await _respond(send, 401, _CHALLENGE, b"401 Unauthorized\n")
                     return
                 if verdict is Verdict.BUSY:
-                    body = b"503 Service Unavailable: password checks are saturated; retry\n"
+                    body = b"503 Service Unavailable: password not checked now; retry\n"
                     await _respond(send, 503, _BUSY, body)
                     return
             if scope["path"] == self._telemetry_path:

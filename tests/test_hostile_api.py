@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -405,6 +406,57 @@ def test_a_line_that_fits_is_written_whole_in_both_formats():
 
 
 @pytest.mark.slow  # the 1 s --cloudflare.timeout is a real timer
+def traceback_record(depth: int) -> logging.LogRecord:
+    """A record of a KeyError raised `depth` calls deep, as `log.exception` makes it (two
+    functions call each other, so that Python does not fold the frames into one line)."""
+
+    def ping(n: int) -> None:
+        if n == 0:
+            raise KeyError("account_id")
+        pong(n - 1)
+
+    def pong(n: int) -> None:
+        ping(n)
+
+    try:
+        ping(depth)
+    except KeyError:
+        record = record_with("refresh crashed")
+        record.exc_info = sys.exc_info()
+        return record
+    raise AssertionError("no KeyError")
+
+
+def logged(line: str, formatter: type) -> dict[str, str]:
+    """The fields of a line, newlines as they were logged."""
+    if formatter is JsonFormatter:
+        fields: dict[str, str] = json.loads(line)
+        return fields
+    return {k: v.replace(r"\u000a", "\n") for k, v in parse_logfmt(line).items()}
+
+
+@pytest.mark.parametrize("formatter", [LogfmtFormatter, JsonFormatter])
+def test_a_traceback_that_fits_is_written_whole(formatter):
+    record = traceback_record(depth=10)  # ~3 KB: more than the 1 KB a value was once cut to
+    assert record.exc_info is not None
+    written = logging.Formatter().formatException(record.exc_info)
+    assert 2000 < len(written) < 6000
+    line = formatter().format(record)
+    assert logged(line, formatter)["exception"] == written
+    assert "more]" not in line
+
+
+@pytest.mark.parametrize("formatter", [LogfmtFormatter, JsonFormatter])
+def test_a_traceback_too_long_for_the_line_keeps_its_end(formatter):
+    record = traceback_record(depth=200)  # ~50 KB
+    record.err = "x" * 20_000  # cut too, from the end
+    line = formatter().format(record)
+    assert len(line.encode("utf-8")) <= 8192
+    fields = logged(line, formatter)
+    assert re.fullmatch(r"\[\d+ more\]\.\.\..*\nKeyError: 'account_id'", fields["exception"], re.S)
+    assert re.fullmatch(r"x+\.\.\.\[\d+ more\]", fields["err"])
+
+
 def test_a_body_that_drips_for_ever_fails_its_account_at_the_timeout(refresher, caplog):
     good, bad = two_accounts(9)
     poller = refresher(Simulator([good, bad]), timeout=1.0, max_retries=0)

@@ -25,11 +25,14 @@ from tests.support.attack import client_hello, closed_by_peer, silent_connection
 from tests.support.tls import make_pki
 
 HEAD_TIMEOUT = 0.5
+WRITE_TIMEOUT = 1.0
+BIG_PART = b"x" * (1 << 20)
+BIG_PARTS = 16  # 16 MiB: more than the socket buffers and the transport hold
 
 
 class ServerThread:
     """A GuardedServer in a thread with a small app: `/` answers at once, `/slow` after a second,
-    `/hold` when `release` is set."""
+    `/hold` when `release` is set, `/big` with 16 MiB sent in parts, as /metrics is."""
 
     def __init__(
         self,
@@ -38,9 +41,11 @@ class ServerThread:
         keep_alive: int = 5,
         ssl_context: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
+        write_timeout: float = 60.0,
     ) -> None:
         self.release = threading.Event()
         self.holding = 0  # requests to /hold inside the app
+        self.sending_big = 0  # responses to /big not yet sent to the end
         self._socket = sock or bind_socket("127.0.0.1", 0)
         self.address = address_of(self._socket)
         self.listener = Listener(
@@ -48,6 +53,7 @@ class ServerThread:
             max_connections=max_connections,
             ssl_context=ssl_context,
             head_timeout=HEAD_TIMEOUT,
+            write_timeout=write_timeout,
         )
         config = uvicorn.Config(
             self.listener.track(self._app), log_config=None, access_log=False, lifespan="off",
@@ -66,6 +72,16 @@ class ServerThread:
         elif scope["path"] == "/hold":
             self.holding += 1
             await asyncio.to_thread(self.release.wait, 10)
+        elif scope["path"] == "/big":
+            self.sending_big += 1
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                for index in range(BIG_PARTS):
+                    more = index < BIG_PARTS - 1
+                    await send({"type": "http.response.body", "body": BIG_PART, "more_body": more})
+            finally:
+                self.sending_big -= 1
+            return
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -164,6 +180,18 @@ def test_after_a_response_the_next_head_gets_the_head_timeout(connect):
 
 
 @pytest.mark.slow
+def test_after_a_response_longer_than_the_head_timeout_the_next_head_still_gets_it(connect):
+    # The timer goes off during the response and is set for the write deadline, a minute away;
+    # the end of the response must bring it back to the head deadline.
+    with ServerThread(keep_alive=60) as server:
+        sock = connect(server.address)
+        sock.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: b"ok" in received(sock))
+        sock.send(b"GET / HTTP/1.1\r\n")  # the next request never ends its head
+        assert wait_until(lambda: closed_by_peer(sock)) < 5
+
+
+@pytest.mark.slow
 def test_past_the_limit_the_longest_waiting_connection_makes_room(server):
     with silent_connections(server.address, 4) as silent:
         wait_until(lambda: server.listener.open_connections == 4)
@@ -191,6 +219,36 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_and_service_recovers
         thread.join(timeout=10)
     assert results == [200] * 4
     assert httpx.get(server.url, timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_clients_that_ask_for_a_big_response_and_never_read_are_closed_at_the_write_timeout():
+    with ServerThread(max_connections=2, write_timeout=WRITE_TIMEOUT) as server:
+        stuck = []
+        for _ in range(2):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(server.address)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            stuck.append(sock)  # and never read
+        try:
+            wait_until(lambda: server.sending_big == 2)
+            with pytest.raises(httpx.TransportError):
+                httpx.get(server.url, timeout=5)  # every connection is busy: locked out, for now
+            started = time.monotonic()
+            wait_until(lambda: server.listener.open_connections == 0 and server.sending_big == 0)
+            assert time.monotonic() - started < WRITE_TIMEOUT + 1
+            assert httpx.get(server.url, timeout=5).status_code == 200
+            wait_until(lambda: all(closed_by_peer(sock) for sock in stuck))
+        finally:
+            for sock in stuck:
+                sock.close()
+
+
+@pytest.mark.slow
+def test_a_big_response_the_client_reads_is_sent_whole():
+    with ServerThread(write_timeout=WRITE_TIMEOUT) as server:
+        assert httpx.get(f"{server.url}/big", timeout=5).content == BIG_PART * BIG_PARTS
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ The queue's rules run against a credential store whose checks finish only when t
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from exporter.password_checks import PasswordChecks, Verdict
@@ -156,3 +157,51 @@ def test_a_keep_alive_flood_does_not_sink_its_address_below_a_connection_per_try
         assert (await asyncio.gather(*flood)).count(Verdict.BUSY) == 1
 
     scenario(body)
+
+
+class BrokenCredentials(GatedCredentials):
+    """`Basic broken` makes the check raise, as a bug in bcrypt or its caller would."""
+
+    def check(self, header: str) -> bool:
+        if header == "Basic broken":
+            raise RuntimeError("bcrypt fell over")
+        return super().check(header)
+
+
+def test_a_check_that_raises_is_busy_logged_with_a_count_and_not_held_against_the_client(caplog):
+    now = [0.0]
+    credentials = BrokenCredentials()
+    checks = PasswordChecks(credentials, workers=1, queue_size=2, clock=lambda: now[0])
+
+    async def body() -> None:
+        client = ("192.0.2.1", 1)
+        for _ in range(5):
+            assert await checks.check("Basic broken", client) is Verdict.BUSY  # not 401
+        # The failures did not count against the connection: its next check keeps its place in
+        # a full queue, ahead of one that comes after it from a fresh connection.
+        running = asyncio.create_task(checks.check("Basic e0", ("192.0.2.2", 2)))
+        await settle()
+        queued = [
+            asyncio.create_task(checks.check("Basic c1", client)),
+            asyncio.create_task(checks.check("Basic d1", ("192.0.2.3", 3))),
+        ]
+        await settle()
+        later = asyncio.create_task(checks.check("Basic e1", ("192.0.2.4", 4)))
+        await settle()
+        assert later.done()
+        assert later.result() is Verdict.BUSY
+        credentials.release(3)
+        assert await asyncio.gather(running, *queued) == [Verdict.DENIED] * 3
+        now[0] += 11  # past the interval: the next failure says how many there were
+        assert await checks.check("Basic broken", client) is Verdict.BUSY
+
+    try:
+        with caplog.at_level(logging.INFO, logger="exporter.password_checks"):
+            asyncio.run(body())
+    finally:
+        credentials.release(100)
+    lines = [r for r in caplog.records if r.name == "exporter.password_checks"]
+    assert [r.times for r in lines] == [1, 5]  # the first at once, then the rest counted
+    assert all(r.levelno == logging.ERROR for r in lines)
+    assert lines[0].err == "RuntimeError: bcrypt fell over"
+    assert "checking a basic-auth password failed" in lines[0].getMessage()
