@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote, urlencode
 
@@ -204,16 +204,14 @@ class CloudflareAPI:
             ACCOUNTS_ENDPOINT, "/accounts", ACCOUNTS_PAGE_SIZE, "id", MAX_ACCOUNTS,
             "list the accounts to export with --cloudflare.account-id instead",
         )  # fmt: skip
-        await self._list(listing, parse_account, keep)
+        # Redacted before the name is cut: a credential cut in two would no longer match.
+        await self._list(listing, lambda raw: parse_account(raw, self._redact), keep)
         if skipped:
             log.warning(
                 "account discovery listed ids that are not account ids; skipped them",
                 extra={"skipped": skipped, "accounts": len(accounts)},
             )
-        return [
-            replace(account, name=self._redact(account.name)) if account.name else account
-            for account in accounts
-        ]
+        return accounts
 
     async def list_oauth_clients(
         self, account_id: str, consume: Callable[[list[OAuthClient]], None]
@@ -466,7 +464,7 @@ class CloudflareAPI:
             raise _BodyUnreadable(str(error), status) from None
         except EnvelopeError as error:
             if error.not_json:
-                reason = f"response is not JSON ({self._clean(_content_type(response))})"
+                reason = f"response is not JSON ({self._clean(self._content_type(response))})"
             else:
                 reason = f"malformed response: {self._clean(str(error))}"
             raise ApiError(endpoint, reason, status=status) from None
@@ -524,7 +522,8 @@ class CloudflareAPI:
         elif 300 <= status < 400:
             reason = "an unexpected redirect; check --cloudflare.api-url"
         else:
-            reason = self._clean(f"{response.reason_phrase or 'error'} ({_content_type(response)})")
+            phrase = response.reason_phrase or "error"
+            reason = self._clean(f"{phrase} ({self._content_type(response)})")
         return ApiError(endpoint, reason, status=status)
 
     # --- timing --------------------------------------------------------------------------
@@ -584,6 +583,11 @@ class CloudflareAPI:
         text = self._redact(text)
         text = " ".join(text.split())
         return _bounded(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+    def _content_type(self, response: httpx.Response) -> str:
+        """The media type, redacted before it is cut (a cut credential would not match)."""
+        content_type: str = response.headers.get("Content-Type", "no content type")
+        return self._redact(content_type.split(";", maxsplit=1)[0].strip())[:80]
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -661,8 +665,3 @@ def _bounded(text: str) -> str:
     if escape != -1:
         keep = escape
     return f"{text[:keep]}...[{len(text) - keep} more]"
-
-
-def _content_type(response: httpx.Response) -> str:
-    content_type: str = response.headers.get("Content-Type", "no content type")
-    return content_type.split(";", maxsplit=1)[0].strip()[:80]

@@ -8,7 +8,7 @@ type): those raise MalformedResponse so the caller can fail that account instead
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -112,7 +112,6 @@ def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
 
 
 MAX_MESSAGES = 20  # errors an answer may list that are kept; the rest say nothing new
-MAX_MESSAGE_LENGTH = 1024
 MAX_CURSOR_LENGTH = 4096  # it goes into a URL
 
 
@@ -122,11 +121,13 @@ def _messages(value: object) -> tuple[ApiMessage, ...]:
     messages = []
     for item in value[:MAX_MESSAGES]:
         if isinstance(item, Mapping):
+            # Kept whole (the body it came in is bounded): the client cuts it once any credential
+            # in it is redacted, as a cut first could leave a credential's beginning behind.
             text = item.get("message")
             messages.append(
                 ApiMessage(
                     code=_whole_number(item.get("code")),
-                    message=text[:MAX_MESSAGE_LENGTH] if isinstance(text, str) else "",
+                    message=text if isinstance(text, str) else "",
                 )
             )
     return tuple(messages)
@@ -177,14 +178,15 @@ def well_formed(text: str) -> str:
     return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
-def parse_account(item: object) -> Account:
+def parse_account(item: object, redact: Callable[[str], str] = str) -> Account:
+    """The account; `redact` blots credentials out of its name before the name is cut."""
     if not isinstance(item, Mapping):
         raise MalformedResponse("an account is not a JSON object")
     account_id = item.get("id")
     if not isinstance(account_id, str) or not account_id:
         raise MalformedResponse("an account has no 'id'")
     name = item.get("name")
-    shown = well_formed(name[:MAX_LABEL_LENGTH]) if isinstance(name, str) else None
+    shown = well_formed(redact(name)[:MAX_LABEL_LENGTH]) if isinstance(name, str) else None
     return Account(id=account_id, name=shown)
 
 
