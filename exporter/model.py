@@ -178,6 +178,14 @@ def well_formed(text: str) -> str:
     return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
+def shown(text: str) -> str:
+    """A value from the API as a label value shows it: cut at MAX_LABEL_LENGTH, then
+    `well_formed`. Everything that keys a series by such a value keys it by this, so two values
+    that would be written the same are one series (Prometheus refuses a scrape with duplicates).
+    """
+    return well_formed(text[:MAX_LABEL_LENGTH])
+
+
 def parse_account(item: object, redact: Callable[[str], str] = str) -> Account:
     """The account; `redact` blots credentials out of its name before the name is cut."""
     if not isinstance(item, Mapping):
@@ -186,8 +194,7 @@ def parse_account(item: object, redact: Callable[[str], str] = str) -> Account:
     if not isinstance(account_id, str) or not account_id:
         raise MalformedResponse("an account has no 'id'")
     name = item.get("name")
-    shown = well_formed(redact(name)[:MAX_LABEL_LENGTH]) if isinstance(name, str) else None
-    return Account(id=account_id, name=shown)
+    return Account(id=account_id, name=shown(redact(name)) if isinstance(name, str) else None)
 
 
 def parse_oauth_client(item: object) -> OAuthClient:
