@@ -61,6 +61,9 @@ PauseObserver = Callable[[float], None]  # the wall time requests resume (0: not
 T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+# Listings holding an endpoint's paging lesson that fail (other than with a 400) before the
+# others stop waiting for it: one can be its account's own failure, two say the endpoint fails.
+_LESSON_FAILURES = 2
 _RATELIMIT_HEADER = re.compile(r"\br=(\d{1,9})(?:.*?\bt=(\d{1,9}))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -157,6 +160,7 @@ class CloudflareAPI:
         self._in_flight = asyncio.Semaphore(concurrency)
         self._habits: dict[str, EndpointHabits] = {}  # learned per endpoint, for the process
         self._lessons: dict[str, asyncio.Lock] = {}  # held by the listing learning them
+        self._lessons_failed: dict[str, int] = {}  # listings that failed holding the lesson
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
         # Built once: a request is then one URL parse and a send, not httpx's per-call merging
@@ -240,11 +244,14 @@ class CloudflareAPI:
         (the 400 fallback, a probe) is then paid once per process, not once per listing running
         at the same time. The wait ends when that listing has ended or had its second answer;
         after that listings run side by side, and one that fails or is cancelled before leaves
-        the lesson to the next.
+        the lesson to the next. Only a 400 teaches anything about paging, and a failure can be
+        its account's own (a token without access to it), so the first failure of another kind
+        hands the lesson on; a second one says the endpoint is failing, and the wait ends: an
+        outage must not run every listing one at a time.
         """
         habits = self._habits.setdefault(listing.endpoint, EndpointHabits())
         if habits.settled:
-            return await self._walk(listing, habits, parse, consume, None)
+            return await self._walk(listing, habits, parse, consume)
         lesson = self._lessons.setdefault(listing.endpoint, asyncio.Lock())
         await lesson.acquire()
         held = True
@@ -256,10 +263,17 @@ class CloudflareAPI:
                 held = False
                 lesson.release()
 
+        def failed() -> None:
+            """The listing failed, not with a 400, to a request with paging parameters."""
+            failures = self._lessons_failed.get(listing.endpoint, 0) + 1
+            self._lessons_failed[listing.endpoint] = failures
+            if failures >= _LESSON_FAILURES:
+                settle()
+
         try:
             if habits.settled:  # learned while this listing waited
                 settle()
-            return await self._walk(listing, habits, parse, consume, settle)
+            return await self._walk(listing, habits, parse, consume, settle=settle, failed=failed)
         finally:
             if held:
                 lesson.release()
@@ -270,9 +284,12 @@ class CloudflareAPI:
         habits: EndpointHabits,
         parse: Callable[[object], T],
         consume: Callable[[list[T]], None],
-        settle: Callable[[], None] | None,
+        *,
+        settle: Callable[[], None] | None = None,
+        failed: Callable[[], None] | None = None,
     ) -> ListingSummary:
-        """The pages of one listing; `settle` once what the endpoint teaches has been learned."""
+        """The pages of one listing; `settle` once what the endpoint teaches has been learned,
+        `failed` when the listing fails, other than with a 400, to a request with parameters."""
         endpoint = listing.endpoint
         pager = Pager(habits, listing.page_size)
         progress = _Progress()
@@ -294,6 +311,10 @@ class CloudflareAPI:
                     self._learned(endpoint, "it refuses the page parameter: one answer is all")
                     break
                 raise refused.error from None
+            except ApiError:
+                if failed is not None and params:
+                    failed()
+                raise
             if plain_retry:
                 plain_retry = False
                 if habits.takes_per_page:
