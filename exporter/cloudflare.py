@@ -475,9 +475,10 @@ class CloudflareAPI:
                 handlers.flush()
             for value in stream.feed(decoder.finish()):
                 item(value)
+            for value in stream.finish():
+                item(value)
             handlers.flush()
-            members = stream.finish()
-            envelope = envelope_of(members.values, None)
+            envelope = envelope_of(stream.members.values, None)
         except BodyTooLarge as error:
             reason = f"{error} (--cloudflare.max-response-size)"
             raise ApiError(endpoint, reason, status=status) from None
