@@ -478,7 +478,7 @@ class CloudflareAPI:
             for value in stream.finish():
                 item(value)
             handlers.flush()
-            envelope = envelope_of(stream.members.values, None)
+            envelope = envelope_of(stream.members.values)
         except BodyTooLarge as error:
             reason = f"{error} (--cloudflare.max-response-size)"
             raise ApiError(endpoint, reason, status=status) from None
@@ -502,14 +502,12 @@ class CloudflareAPI:
         try:
             decoder = BodyDecoder(response.headers.get("Content-Encoding"), MAX_ERROR_BODY)
             text: list[str] = []
-            try:
-                async for raw in response.aiter_raw():
-                    text.extend(decoder.feed(raw))
-                text.append(decoder.finish())
-            except BodyError:
-                return None  # too large, compressed wrong or not UTF-8: not an envelope
+            async for raw in response.aiter_raw():
+                text.extend(decoder.feed(raw))
+            text.append(decoder.finish())
             return parse_envelope(json.loads("".join(text)))
-        except (ValueError, RecursionError, MalformedResponse, httpx.HTTPError):
+        except (BodyError, ValueError, RecursionError, MalformedResponse, httpx.HTTPError):
+            # too large, compressed wrong, not UTF-8, not JSON, not an envelope: no envelope
             return None
 
     def _failed(
@@ -630,8 +628,7 @@ class CloudflareAPI:
                 break
         else:
             return client  # nearly always: checking costs a few substring searches
-        fields: list[object] = []
-        changed = False
+        fields: list[object] = []  # a credential is in one of them: redacting changes it
         for value in client:
             if isinstance(value, str):
                 clean: object = self._redact(value)
@@ -639,9 +636,8 @@ class CloudflareAPI:
                 clean = type(value)(self._redact(element) for element in value)
             else:
                 clean = value
-            changed = changed or clean != value
             fields.append(clean)
-        return OAuthClient(*fields) if changed else client  # type: ignore[arg-type]
+        return OAuthClient(*fields)  # type: ignore[arg-type]
 
 
 class _BodyUnreadable(Exception):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _JSON_STARTS = frozenset('{["-0123456789tfn')
@@ -25,7 +24,6 @@ _NEAR_END = 8  # the longest cut-short token that fails before its end: "\\u12",
 # attempts' lengths grow geometrically and their sum is linear in the value's size.
 _RETRY_GROWTH = 64 * 1024
 _decode = json.JSONDecoder().raw_decode
-ResultState = Literal["absent", "null", "list"]
 # Members kept for the caller; any other member is decoded (to find its end) and dropped.
 _KEPT = frozenset({"success", "errors", "result_info"})
 
@@ -43,9 +41,8 @@ class EnvelopeError(ValueError):
 
 @dataclass
 class Members:
-    """The envelope's members other than `result`'s items, once the object has ended."""
+    """The envelope's members other than `result`, once the object has ended."""
 
-    result: ResultState = "absent"
     values: dict[str, object] = field(default_factory=dict)  # success, errors, result_info
 
 
@@ -141,7 +138,6 @@ class EnvelopeStream:
             elif state == "value":
                 if self._key == "result" and char == "[":
                     self._pos += 1
-                    self.members.result = "list"
                     self._state = "first_item"
                     continue
                 value = self._value(final)
@@ -150,7 +146,6 @@ class EnvelopeStream:
                 if self._key == "result":
                     if value is not None:
                         raise EnvelopeError("'result' is not a list")
-                    self.members.result = "null"
                 elif self._key in _KEPT:
                     self.members.values[self._key] = value
                 self._state = "after"

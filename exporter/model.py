@@ -47,11 +47,10 @@ class ResultInfo:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """The v4 response wrapper: `{success, errors, messages, result, result_info}`."""
+    """The v4 response wrapper's `{success, errors, result_info}`: its `result` is streamed."""
 
     success: bool
     errors: tuple[ApiMessage, ...]
-    result: object
     result_info: ResultInfo | None
 
 
@@ -94,11 +93,11 @@ def parse_envelope(body: object) -> Envelope:
     """A whole envelope (an error answer, read in full); list answers are streamed instead."""
     if not isinstance(body, Mapping):
         raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
-    return envelope_of(body, body.get("result"))
+    return envelope_of(body)
 
 
-def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
-    """The envelope from its members (success, errors, result_info) and its result."""
+def envelope_of(members: Mapping[str, object]) -> Envelope:
+    """The envelope from its members (success, errors, result_info)."""
     success = members.get("success")
     if not isinstance(success, bool):
         raise MalformedResponse("the response has no boolean 'success'")
@@ -106,7 +105,6 @@ def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
     return Envelope(
         success=success,
         errors=_messages(members.get("errors")),
-        result=result,
         result_info=_result_info(info) if isinstance(info, Mapping) else None,
     )
 
