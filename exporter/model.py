@@ -236,8 +236,9 @@ def parse_oauth_client(item: object) -> OAuthClient:
         created_at=_text(item.get("created_at")),
         updated_at=_text(item.get("updated_at")),
         promoted_at=_text(item.get("promoted_at")),
-        scopes=_str_list(item, "scopes", client_id),
-        client_uri=_optional_str(item, "client_uri", client_id),
+        # Read for change detection only: an odd value there is no reason to fail the account.
+        scopes=_strings(item.get("scopes")),
+        client_uri=_text(item.get("client_uri")),
         verification_text=text,
     )
 
@@ -264,6 +265,13 @@ def _str_list(item: Mapping[str, object], field: str, client_id: str) -> tuple[s
         else:
             return tuple(value)
     raise _wrong_type(client_id, field, "a list of strings")
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """The strings of a list; anything else in it, or a value that is not a list, is absent."""
+    if type(value) is not list:
+        return ()
+    return tuple(element for element in value if type(element) is str)
 
 
 def _text(value: object) -> str | None:

@@ -120,6 +120,19 @@ def test_broken_contract_is_malformed(item, reason):
 
 
 @pytest.mark.parametrize(
+    ("fields", "scopes", "client_uri"),
+    [
+        ({"scopes": ["a", 7, None, "b"], "client_uri": 7}, ("a", "b"), None),
+        ({"scopes": "a", "client_uri": ["https://x"]}, (), None),
+        ({"scopes": {"a": 1}, "client_uri": {"u": 1}}, (), None),
+    ],
+)
+def test_fields_read_only_for_change_detection_are_read_leniently(fields, scopes, client_uri):
+    client = parse_oauth_client({"client_id": "c", "visibility": "public", **fields})
+    assert (client.scopes, client.client_uri) == (scopes, client_uri)
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         ("2025-01-01T00:00:00Z", 1735689600.0),
