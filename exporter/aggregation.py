@@ -14,11 +14,11 @@ from exporter.findings import FINDINGS, client_findings
 from exporter.model import (
     AUTH_METHODS,
     GRANT_TYPES,
-    MAX_LABEL_LENGTH,
     RESPONSE_TYPES,
     VERIFICATION_STATUSES,
     VISIBILITIES,
     OAuthClient,
+    shown,
 )
 
 UNSPECIFIED_AUTH_METHOD = "unspecified"  # the client has no token_endpoint_auth_method
@@ -136,7 +136,7 @@ def _count(counts: Counter[str], value: str) -> None:
     if held is not None:
         counts[value] = held + 1
         return
-    value = value[:MAX_LABEL_LENGTH]
+    value = shown(value)  # values that would be written the same are one series
     if value in counts or len(counts) < MAX_TRACKED_VALUES:
         counts[value] += 1
     else:

@@ -34,45 +34,51 @@ class BodyDecoder:
         self._text = codecs.getincrementaldecoder("utf-8")("strict")
         self._first = True
         self._fed = False  # any raw bytes at all (an empty compressed body is just empty)
-        self._inflate: zlib._Decompress | None
-        self._deflate_raw_fallback = False
+        self._inflate: zlib._Decompress | None = None
+        self._compressed = True
+        self._head = b""  # a deflate body's first bytes, until they say which format it is
         if encoding in ("identity", ""):
-            self._inflate = None
+            self._compressed = False
         elif encoding in ("gzip", "x-gzip"):
             self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            # Servers send zlib-wrapped or raw deflate under this name; try the former first.
-            self._inflate = zlib.decompressobj(zlib.MAX_WBITS)
-            self._deflate_raw_fallback = True
-        else:
+        elif encoding != "deflate":
             raise BodyError(f"the body could not be decoded (Content-Encoding {encoding[:24]!r})")
 
     def feed(self, raw: bytes) -> Iterator[str]:
         """Text decoded from `raw`, in pieces of at most PIECE bytes' worth."""
         self._fed = self._fed or bool(raw)
-        if self._inflate is None:
+        if not self._compressed:
             for start in range(0, len(raw), PIECE):
                 yield self._decode(raw[start : start + PIECE])
             return
+        if self._inflate is None:
+            # Servers send zlib-wrapped or raw deflate under "deflate": the first two bytes say
+            # which, so wait for them rather than guess and have to replay what was fed.
+            self._head += raw
+            if len(self._head) < 2:
+                return
+            raw, self._head = self._head, b""
+            wbits = zlib.MAX_WBITS if _zlib_header(raw) else -zlib.MAX_WBITS  # negative: raw
+            self._inflate = zlib.decompressobj(wbits)
+        inflate = self._inflate
         data = raw
-        while data and not self._inflate.eof:
+        while not inflate.eof:
             try:
-                piece = self._inflate.decompress(data, PIECE)
+                piece = inflate.decompress(data, PIECE)
             except zlib.error:
-                if not (self._deflate_raw_fallback and self.size == 0):
-                    raise BodyError("the body could not be decoded (corrupt compression)") from None
-                self._deflate_raw_fallback = False
-                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-                continue
-            self._deflate_raw_fallback = False
-            data = self._inflate.unconsumed_tail
+                raise BodyError("the body could not be decoded (corrupt compression)") from None
+            data = inflate.unconsumed_tail
             if piece:
                 yield self._decode(piece)
+            # A full piece may leave output inside zlib even once the input is all taken in:
+            # ask again until a short piece says nothing is held back.
+            if not data and len(piece) < PIECE:
+                break
         # Bytes after the end of a compressed stream are ignored, as httpx ignores them.
 
     def finish(self) -> str:
         """The text still held back (an incomplete UTF-8 sequence is an error here)."""
-        if self._inflate is not None and not self._inflate.eof and self._fed:
+        if self._compressed and self._fed and (self._inflate is None or not self._inflate.eof):
             raise BodyError("the body could not be decoded (compressed data ends early)")
         try:
             return self._text.decode(b"", final=True)
@@ -91,6 +97,14 @@ class BodyDecoder:
             return self._text.decode(piece)
         except UnicodeDecodeError:
             raise BodyError("the body could not be decoded (not UTF-8)") from None
+
+
+def _zlib_header(head: bytes) -> bool:
+    """Whether a deflate body starts with a zlib header (RFC 1950): the method is deflate and
+    the two bytes, read as a big-endian number, are a multiple of 31. A raw deflate stream
+    starts so only with a stored block that is not the last, of a length ending in one of 8
+    byte values: rare enough to read it as corrupt then."""
+    return head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
 
 
 def _size(count: int) -> str:

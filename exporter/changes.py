@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.findings import FINDINGS
-from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient, shown, well_formed
 from exporter.selection import shown_id
 
 CHANGES = ("created", "deleted", "updated")
@@ -102,7 +102,7 @@ def _kept_text(value: str) -> str:
     """The value as an audit line shows it, cut to MAX_LABEL_LENGTH; when that is not all of
     it (or it held a lone surrogate), a digest of the whole follows, so any change still shows
     — the same digest after a restart, and "…" only when something was cut."""
-    kept = well_formed(value[:MAX_LABEL_LENGTH])
+    kept = shown(value)
     if kept == value:
         return kept
     whole = zlib.crc32(value.encode("utf-8", "surrogatepass")) & 0xFFFFFF

@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote, urlencode
 
@@ -61,6 +61,9 @@ PauseObserver = Callable[[float], None]  # the wall time requests resume (0: not
 T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+# Listings holding an endpoint's paging lesson that fail (other than with a 400) before the
+# others stop waiting for it: one can be its account's own failure, two say the endpoint fails.
+_LESSON_FAILURES = 2
 _RATELIMIT_HEADER = re.compile(r"\br=(\d{1,9})(?:.*?\bt=(\d{1,9}))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -157,6 +160,7 @@ class CloudflareAPI:
         self._in_flight = asyncio.Semaphore(concurrency)
         self._habits: dict[str, EndpointHabits] = {}  # learned per endpoint, for the process
         self._lessons: dict[str, asyncio.Lock] = {}  # held by the listing learning them
+        self._lessons_failed: dict[str, int] = {}  # listings that failed holding the lesson
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
         # Built once: a request is then one URL parse and a send, not httpx's per-call merging
@@ -204,16 +208,14 @@ class CloudflareAPI:
             ACCOUNTS_ENDPOINT, "/accounts", ACCOUNTS_PAGE_SIZE, "id", MAX_ACCOUNTS,
             "list the accounts to export with --cloudflare.account-id instead",
         )  # fmt: skip
-        await self._list(listing, parse_account, keep)
+        # Redacted before the name is cut: a credential cut in two would no longer match.
+        await self._list(listing, lambda raw: parse_account(raw, self._redact), keep)
         if skipped:
             log.warning(
                 "account discovery listed ids that are not account ids; skipped them",
                 extra={"skipped": skipped, "accounts": len(accounts)},
             )
-        return [
-            replace(account, name=self._redact(account.name)) if account.name else account
-            for account in accounts
-        ]
+        return accounts
 
     async def list_oauth_clients(
         self, account_id: str, consume: Callable[[list[OAuthClient]], None]
@@ -242,11 +244,14 @@ class CloudflareAPI:
         (the 400 fallback, a probe) is then paid once per process, not once per listing running
         at the same time. The wait ends when that listing has ended or had its second answer;
         after that listings run side by side, and one that fails or is cancelled before leaves
-        the lesson to the next.
+        the lesson to the next. Only a 400 teaches anything about paging, and a failure can be
+        its account's own (a token without access to it), so the first failure of another kind
+        hands the lesson on; a second one says the endpoint is failing, and the wait ends: an
+        outage must not run every listing one at a time.
         """
         habits = self._habits.setdefault(listing.endpoint, EndpointHabits())
         if habits.settled:
-            return await self._walk(listing, habits, parse, consume, None)
+            return await self._walk(listing, habits, parse, consume)
         lesson = self._lessons.setdefault(listing.endpoint, asyncio.Lock())
         await lesson.acquire()
         held = True
@@ -258,10 +263,17 @@ class CloudflareAPI:
                 held = False
                 lesson.release()
 
+        def failed() -> None:
+            """The listing failed, not with a 400, to a request with paging parameters."""
+            failures = self._lessons_failed.get(listing.endpoint, 0) + 1
+            self._lessons_failed[listing.endpoint] = failures
+            if failures >= _LESSON_FAILURES:
+                settle()
+
         try:
             if habits.settled:  # learned while this listing waited
                 settle()
-            return await self._walk(listing, habits, parse, consume, settle)
+            return await self._walk(listing, habits, parse, consume, settle=settle, failed=failed)
         finally:
             if held:
                 lesson.release()
@@ -272,9 +284,12 @@ class CloudflareAPI:
         habits: EndpointHabits,
         parse: Callable[[object], T],
         consume: Callable[[list[T]], None],
-        settle: Callable[[], None] | None,
+        *,
+        settle: Callable[[], None] | None = None,
+        failed: Callable[[], None] | None = None,
     ) -> ListingSummary:
-        """The pages of one listing; `settle` once what the endpoint teaches has been learned."""
+        """The pages of one listing; `settle` once what the endpoint teaches has been learned,
+        `failed` when the listing fails, other than with a 400, to a request with parameters."""
         endpoint = listing.endpoint
         pager = Pager(habits, listing.page_size)
         progress = _Progress()
@@ -296,6 +311,10 @@ class CloudflareAPI:
                     self._learned(endpoint, "it refuses the page parameter: one answer is all")
                     break
                 raise refused.error from None
+            except ApiError:
+                if failed is not None and params:
+                    failed()
+                raise
             if plain_retry:
                 plain_retry = False
                 if habits.takes_per_page:
@@ -456,9 +475,10 @@ class CloudflareAPI:
                 handlers.flush()
             for value in stream.feed(decoder.finish()):
                 item(value)
+            for value in stream.finish():
+                item(value)
             handlers.flush()
-            members = stream.finish()
-            envelope = envelope_of(members.values, None)
+            envelope = envelope_of(stream.members.values)
         except BodyTooLarge as error:
             reason = f"{error} (--cloudflare.max-response-size)"
             raise ApiError(endpoint, reason, status=status) from None
@@ -466,7 +486,7 @@ class CloudflareAPI:
             raise _BodyUnreadable(str(error), status) from None
         except EnvelopeError as error:
             if error.not_json:
-                reason = f"response is not JSON ({self._clean(_content_type(response))})"
+                reason = f"response is not JSON ({self._clean(self._content_type(response))})"
             else:
                 reason = f"malformed response: {self._clean(str(error))}"
             raise ApiError(endpoint, reason, status=status) from None
@@ -482,14 +502,12 @@ class CloudflareAPI:
         try:
             decoder = BodyDecoder(response.headers.get("Content-Encoding"), MAX_ERROR_BODY)
             text: list[str] = []
-            try:
-                async for raw in response.aiter_raw():
-                    text.extend(decoder.feed(raw))
-                text.append(decoder.finish())
-            except BodyError:
-                return None  # too large, compressed wrong or not UTF-8: not an envelope
+            async for raw in response.aiter_raw():
+                text.extend(decoder.feed(raw))
+            text.append(decoder.finish())
             return parse_envelope(json.loads("".join(text)))
-        except (ValueError, RecursionError, MalformedResponse, httpx.HTTPError):
+        except (BodyError, ValueError, RecursionError, MalformedResponse, httpx.HTTPError):
+            # too large, compressed wrong, not UTF-8, not JSON, not an envelope: no envelope
             return None
 
     def _failed(
@@ -524,7 +542,8 @@ class CloudflareAPI:
         elif 300 <= status < 400:
             reason = "an unexpected redirect; check --cloudflare.api-url"
         else:
-            reason = self._clean(f"{response.reason_phrase or 'error'} ({_content_type(response)})")
+            phrase = response.reason_phrase or "error"
+            reason = self._clean(f"{phrase} ({self._content_type(response)})")
         return ApiError(endpoint, reason, status=status)
 
     # --- timing --------------------------------------------------------------------------
@@ -585,6 +604,11 @@ class CloudflareAPI:
         text = " ".join(text.split())
         return _bounded(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
+    def _content_type(self, response: httpx.Response) -> str:
+        """The media type, redacted before it is cut (a cut credential would not match)."""
+        content_type: str = response.headers.get("Content-Type", "no content type")
+        return self._redact(content_type.split(";", maxsplit=1)[0].strip())[:80]
+
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
@@ -604,8 +628,7 @@ class CloudflareAPI:
                 break
         else:
             return client  # nearly always: checking costs a few substring searches
-        fields: list[object] = []
-        changed = False
+        fields: list[object] = []  # a credential is in one of them: redacting changes it
         for value in client:
             if isinstance(value, str):
                 clean: object = self._redact(value)
@@ -613,9 +636,8 @@ class CloudflareAPI:
                 clean = type(value)(self._redact(element) for element in value)
             else:
                 clean = value
-            changed = changed or clean != value
             fields.append(clean)
-        return OAuthClient(*fields) if changed else client  # type: ignore[arg-type]
+        return OAuthClient(*fields)  # type: ignore[arg-type]
 
 
 class _BodyUnreadable(Exception):
@@ -661,8 +683,3 @@ def _bounded(text: str) -> str:
     if escape != -1:
         keep = escape
     return f"{text[:keep]}...[{len(text) - keep} more]"
-
-
-def _content_type(response: httpx.Response) -> str:
-    content_type: str = response.headers.get("Content-Type", "no content type")
-    return content_type.split(";", maxsplit=1)[0].strip()[:80]

@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _JSON_STARTS = frozenset('{["-0123456789tfn')
 _NUMBER_GOES_ON = re.compile(r"[0-9eE.+\-]*")
 _NEAR_END = 8  # the longest cut-short token that fails before its end: "\\u12", "fals", "1e+"
+# An unfinished value is decoded again only once this much more, or as much again as it holds
+# (whichever is more), has arrived: each attempt decodes it from its start, so retrying on every
+# small read would make a large value's cost quadratic in the number of reads; this way the
+# attempts' lengths grow geometrically and their sum is linear in the value's size.
+_RETRY_GROWTH = 64 * 1024
 _decode = json.JSONDecoder().raw_decode
-ResultState = Literal["absent", "null", "list"]
 # Members kept for the caller; any other member is decoded (to find its end) and dropped.
 _KEPT = frozenset({"success", "errors", "result_info"})
 
@@ -38,14 +41,14 @@ class EnvelopeError(ValueError):
 
 @dataclass
 class Members:
-    """The envelope's members other than `result`'s items, once the object has ended."""
+    """The envelope's members other than `result`, once the object has ended."""
 
-    result: ResultState = "absent"
     values: dict[str, object] = field(default_factory=dict)  # success, errors, result_info
 
 
 class EnvelopeStream:
-    """`feed(text)` returns the `result` items completed by that text; `finish()` the rest."""
+    """`feed(text)` returns the `result` items completed by that text, `finish()` the rest;
+    `members` holds the other members once the object has ended."""
 
     def __init__(self, *, max_value_size: int) -> None:
         self._max = max_value_size
@@ -56,22 +59,38 @@ class EnvelopeStream:
         self._state = "start"
         self._key = ""
         self._seen_keys: set[str] = set()
+        # An unfinished value at the position is tried again once the text from there holds
+        # `_need` characters; until then what arrives waits in `_waiting`, not even joined.
+        self._need = 0
+        self._waiting: list[str] = []
+        self._waiting_size = 0
         self.members = Members()
 
     def feed(self, text: str) -> list[object]:
+        self._waiting.append(text)
+        self._waiting_size += len(text)
+        if len(self._buffer) - self._pos + self._waiting_size < self._need:
+            return []
+        self._take_waiting()
+        return self._run(final=False)
+
+    def finish(self) -> list[object]:
+        """The items the end of the input completes (an unfinished one waits to be retried);
+        raises EnvelopeError if the object has not ended. `members` is then complete."""
+        self._take_waiting()
+        items = self._run(final=True)
+        if self._state != "done":
+            raise EnvelopeError("the body ends before the JSON object does")
+        return items
+
+    def _take_waiting(self) -> None:
         if self._pos > len(self._buffer) // 2 or self._pos > (1 << 16):
             self._buffer = self._buffer[self._pos :]
             self._dropped += self._pos
             self._pos = 0
-        self._buffer += text
-        return self._run(final=False)
-
-    def finish(self) -> Members:
-        """The members, once the input has ended; raises EnvelopeError if the object has not."""
-        self._run(final=True)  # completes nothing a valid object needs: an item ends with , or ]
-        if self._state != "done":
-            raise EnvelopeError("the body ends before the JSON object does")
-        return self.members
+        self._buffer += "".join(self._waiting)
+        self._waiting.clear()
+        self._waiting_size = 0
 
     def _run(self, *, final: bool) -> list[object]:
         items: list[object] = []
@@ -119,7 +138,6 @@ class EnvelopeStream:
             elif state == "value":
                 if self._key == "result" and char == "[":
                     self._pos += 1
-                    self.members.result = "list"
                     self._state = "first_item"
                     continue
                 value = self._value(final)
@@ -128,7 +146,6 @@ class EnvelopeStream:
                 if self._key == "result":
                     if value is not None:
                         raise EnvelopeError("'result' is not a list")
-                    self.members.result = "null"
                 elif self._key in _KEPT:
                     self.members.values[self._key] = value
                 self._state = "after"
@@ -176,11 +193,15 @@ class EnvelopeStream:
         if not final and type(value) in (int, float) and _NUMBER_GOES_ON.fullmatch(buffer, end):
             return self._incomplete()
         self._pos = end
+        self._need = 0
         return value
 
     def _incomplete(self) -> _Incomplete:
-        if len(self._buffer) - self._pos > self._max:
+        unfinished = len(self._buffer) - self._pos
+        if unfinished > self._max:
             raise EnvelopeError(self._too_large())
+        # Never past the cap: one character more than it is enough to refuse the value.
+        self._need = min(unfinished + max(_RETRY_GROWTH, unfinished), self._max + 1)
         return _INCOMPLETE
 
     def _too_large(self) -> str:

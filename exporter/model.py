@@ -8,7 +8,7 @@ type): those raise MalformedResponse so the caller can fail that account instead
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -47,11 +47,10 @@ class ResultInfo:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """The v4 response wrapper: `{success, errors, messages, result, result_info}`."""
+    """The v4 response wrapper's `{success, errors, result_info}`: its `result` is streamed."""
 
     success: bool
     errors: tuple[ApiMessage, ...]
-    result: object
     result_info: ResultInfo | None
 
 
@@ -94,11 +93,11 @@ def parse_envelope(body: object) -> Envelope:
     """A whole envelope (an error answer, read in full); list answers are streamed instead."""
     if not isinstance(body, Mapping):
         raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
-    return envelope_of(body, body.get("result"))
+    return envelope_of(body)
 
 
-def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
-    """The envelope from its members (success, errors, result_info) and its result."""
+def envelope_of(members: Mapping[str, object]) -> Envelope:
+    """The envelope from its members (success, errors, result_info)."""
     success = members.get("success")
     if not isinstance(success, bool):
         raise MalformedResponse("the response has no boolean 'success'")
@@ -106,13 +105,11 @@ def envelope_of(members: Mapping[str, object], result: object) -> Envelope:
     return Envelope(
         success=success,
         errors=_messages(members.get("errors")),
-        result=result,
         result_info=_result_info(info) if isinstance(info, Mapping) else None,
     )
 
 
 MAX_MESSAGES = 20  # errors an answer may list that are kept; the rest say nothing new
-MAX_MESSAGE_LENGTH = 1024
 MAX_CURSOR_LENGTH = 4096  # it goes into a URL
 
 
@@ -122,11 +119,13 @@ def _messages(value: object) -> tuple[ApiMessage, ...]:
     messages = []
     for item in value[:MAX_MESSAGES]:
         if isinstance(item, Mapping):
+            # Kept whole (the body it came in is bounded): the client cuts it once any credential
+            # in it is redacted, as a cut first could leave a credential's beginning behind.
             text = item.get("message")
             messages.append(
                 ApiMessage(
                     code=_whole_number(item.get("code")),
-                    message=text[:MAX_MESSAGE_LENGTH] if isinstance(text, str) else "",
+                    message=text if isinstance(text, str) else "",
                 )
             )
     return tuple(messages)
@@ -177,15 +176,23 @@ def well_formed(text: str) -> str:
     return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
-def parse_account(item: object) -> Account:
+def shown(text: str) -> str:
+    """A value from the API as a label value shows it: cut at MAX_LABEL_LENGTH, then
+    `well_formed`. Everything that keys a series by such a value keys it by this, so two values
+    that would be written the same are one series (Prometheus refuses a scrape with duplicates).
+    """
+    return well_formed(text[:MAX_LABEL_LENGTH])
+
+
+def parse_account(item: object, redact: Callable[[str], str] = str) -> Account:
+    """The account; `redact` blots credentials out of its name before the name is cut."""
     if not isinstance(item, Mapping):
         raise MalformedResponse("an account is not a JSON object")
     account_id = item.get("id")
     if not isinstance(account_id, str) or not account_id:
         raise MalformedResponse("an account has no 'id'")
     name = item.get("name")
-    shown = well_formed(name[:MAX_LABEL_LENGTH]) if isinstance(name, str) else None
-    return Account(id=account_id, name=shown)
+    return Account(id=account_id, name=shown(redact(name)) if isinstance(name, str) else None)
 
 
 def parse_oauth_client(item: object) -> OAuthClient:
@@ -229,8 +236,9 @@ def parse_oauth_client(item: object) -> OAuthClient:
         created_at=_text(item.get("created_at")),
         updated_at=_text(item.get("updated_at")),
         promoted_at=_text(item.get("promoted_at")),
-        scopes=_str_list(item, "scopes", client_id),
-        client_uri=_optional_str(item, "client_uri", client_id),
+        # Read for change detection only: an odd value there is no reason to fail the account.
+        scopes=_strings(item.get("scopes")),
+        client_uri=_text(item.get("client_uri")),
         verification_text=text,
     )
 
@@ -257,6 +265,13 @@ def _str_list(item: Mapping[str, object], field: str, client_id: str) -> tuple[s
         else:
             return tuple(value)
     raise _wrong_type(client_id, field, "a list of strings")
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """The strings of a list; anything else in it, or a value that is not a list, is absent."""
+    if type(value) is not list:
+        return ()
+    return tuple(element for element in value if type(element) is str)
 
 
 def _text(value: object) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from exporter.aggregation import NO_VERIFICATION, UNSPECIFIED_AUTH_METHOD
-from exporter.model import MAX_LABEL_LENGTH, OAuthClient, well_formed
+from exporter.model import MAX_LABEL_LENGTH, OAuthClient, shown, well_formed
 
 
 class ClientRecord(NamedTuple):
@@ -34,10 +34,10 @@ def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord
     """What is shown of a client: label values cut at MAX_LABEL_LENGTH and writable as UTF-8."""
     return ClientRecord(
         client_id=shown_id(client.client_id),
-        client_name=_shown(client.client_name or ""),
-        visibility=_shown(client.visibility),
-        auth_method=_shown(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD),
-        verification_status=_shown(client.verification_status or NO_VERIFICATION),
+        client_name=shown(client.client_name or ""),
+        visibility=shown(client.visibility),
+        auth_method=shown(client.token_endpoint_auth_method or UNSPECIFIED_AUTH_METHOD),
+        verification_status=shown(client.verification_status or NO_VERIFICATION),
         rotated_secret_pending=client.has_rotated_secret,
         created_at=client.created_at,
         updated_at=client.updated_at,
@@ -46,15 +46,12 @@ def client_record(client: OAuthClient, findings: frozenset[str]) -> ClientRecord
     )
 
 
-def _shown(text: str) -> str:
-    return well_formed(text[:MAX_LABEL_LENGTH])
-
-
 def shown_id(client_id: str) -> str:
     """An id as a label value: a long one is cut, with a digest of the whole so that two long
-    ids that share a beginning stay two series."""
-    if len(client_id) <= MAX_LABEL_LENGTH:
-        return well_formed(client_id)
+    ids that share a beginning stay two series; so is one with a lone surrogate, as two ids that
+    differ only there would otherwise be written the same."""
+    if len(client_id) <= MAX_LABEL_LENGTH and well_formed(client_id) == client_id:
+        return client_id
     digest = hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{well_formed(client_id[: MAX_LABEL_LENGTH - 17])}~{digest}"
 

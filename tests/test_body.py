@@ -36,6 +36,37 @@ def test_every_encoding_we_ask_for_decodes_whatever_the_read_sizes(encoding, com
     assert decode(raw, encoding, step=1 << 20) == TEXT
 
 
+COMPRESSIONS = [
+    ("gzip", gzip.compress),
+    ("deflate", zlib.compress),
+    ("deflate", lambda b: zlib.compress(b, wbits=-15)),
+]
+
+
+@pytest.mark.parametrize(("encoding", "compress"), COMPRESSIONS)
+@pytest.mark.parametrize("size", [PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, 3 * PIECE])
+def test_a_byte_at_a_time_decodes_every_size_around_a_piece(encoding, compress, size):
+    # A piece that fills PIECE exactly as the input runs out may leave output inside zlib; a
+    # deflate body's format is told from its first two bytes, which may come one at a time.
+    text = ("0123456789abcdef" * (size // 16 + 1))[:size]
+    raw = compress(text.encode())
+    assert decode(raw, encoding, step=1) == text
+    assert decode(raw, encoding, step=len(raw)) == text
+
+
+@pytest.mark.parametrize(("encoding", "compress"), COMPRESSIONS)
+def test_a_body_that_inflates_to_exactly_a_piece_per_read_loses_nothing(encoding, compress):
+    raw = compress(b"a" * 65537)  # 64 KiB out of a few bytes: a full piece as the read ends
+    assert decode(raw, encoding, step=len(raw)) == "a" * 65537
+    assert decode(raw, encoding, step=1) == "a" * 65537
+
+
+@pytest.mark.parametrize("body", [b"x", zlib.compress(b"{}")[:1]])
+def test_a_deflate_body_of_one_byte_ends_early(body):
+    with pytest.raises(BodyError, match="ends early"):
+        decode(body, "deflate")
+
+
 def test_a_bom_is_dropped():
     assert decode(b"\xef\xbb\xbf{}", None) == "{}"
 

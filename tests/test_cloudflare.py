@@ -383,6 +383,39 @@ def test_an_echoed_credential_is_redacted_from_errors(serve_simulator):
     assert TOKEN not in repr(raised.value.args)
 
 
+def test_a_credential_straddling_the_cut_of_an_account_name_is_redacted_first(serve_simulator):
+    # Cut at 128 characters first, the credential would no longer match, and its beginning
+    # would be left in the name.
+    named = SimAccount("a" * 32, "n" * 120 + TOKEN)
+    url = serve_simulator(Simulator([named]))
+
+    async def scenario():
+        client = api(url)
+        try:
+            return await client.list_accounts()
+        finally:
+            await client.aclose()
+
+    [found] = asyncio.run(scenario())
+    assert found.name == ("n" * 120 + "[REDACTED]")[:128]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.api_error(403, 10000, "m" * 1020 + TOKEN),  # a message is cut at 1024
+        Fault(status=403, body="no", content_type="x/" + "t" * 74 + TOKEN),  # a type at 80
+    ],
+)
+def test_a_credential_straddling_the_cut_of_an_error_is_redacted_first(serve_simulator, fault):
+    target = account(5, fault=fault)
+    url = serve_simulator(Simulator([target]))
+    with pytest.raises(ApiError) as raised:
+        list_clients(url, target.id)
+    assert raised.value.status == 403
+    assert TOKEN[:4] not in str(raised.value)
+
+
 @pytest.mark.slow
 def test_concurrency_bounds_requests_in_flight(serve_simulator):
     accounts = [account(120, seed=n) for n in range(8)]

@@ -26,7 +26,7 @@ from exporter.simulator import Fault, SimAccount, Simulator, make_account
 from exporter.status_page import render_status_page
 from tests.support import refresh
 from tests.support.clock import FakeClock
-from tests.support.exposition import sample, samples
+from tests.support.exposition import label_values, sample, samples
 from tests.support.process import ExporterProcess
 from tests.support.simulator import TOKEN, SimulatorThread
 
@@ -120,6 +120,31 @@ def test_lone_surrogates_in_names_never_break_a_page_or_a_series(refresher):
     assert "bad \ufffd name" in page
     assert "n\ufffd" in page  # a client holding a finding is listed by name
     assert "id-\ufffd" in poller.store.render().decode("utf-8")
+
+
+def test_values_differing_only_in_lone_surrogates_are_one_series_not_two(refresher):
+    # Written as UTF-8 both read "x\ufffd": two counters (or two records) for them would be a
+    # duplicate series, and Prometheus refuses the whole scrape for one.
+    account = make_account(random.Random(13), "Acme", 4)
+    for n, (half, auth) in enumerate([("\ud800", "a\ud800"), ("\udc00", "a\udfff")] * 2):
+        account.clients[n].update(
+            client_id=f"id-{half}" if n < 2 else f"id-{n}", visibility=f"v{half}",
+            token_endpoint_auth_method=auth, grant_types=[f"g{half}"],
+        )  # fmt: skip
+    poller = refresher(Simulator([account]))
+    assert poller.refresh()
+    body = poller.store.render()
+    lines = [line.rsplit(b" ", 1)[0] for line in body.splitlines() if not line.startswith(b"#")]
+    assert len(lines) == len(set(lines)), "a duplicate series"
+    found = samples(body)
+    by = {"account_id": account.id}
+    assert sample(found, "cloudflare_oauth_clients_by_visibility", **by, visibility="v\ufffd") == 4
+    assert (
+        sample(found, "cloudflare_oauth_clients_by_auth_method", **by, auth_method="a\ufffd") == 4
+    )
+    assert sample(found, "cloudflare_oauth_clients_by_grant_type", **by, grant_type="g\ufffd") == 4
+    ids = label_values(found, "cloudflare_oauth_client_info", "client_id")
+    assert len(ids) == 4
 
 
 def test_a_failed_answer_keeps_the_last_good_counts(refresher):

@@ -20,12 +20,12 @@ SEED = Path(__file__).resolve().parent / "data" / "list-oauth-clients.example.js
 
 
 def test_the_reference_example_parses_into_typed_values():
-    envelope = parse_envelope(json.loads(SEED.read_text()))
+    body = json.loads(SEED.read_text())
+    envelope = parse_envelope(body)
     assert envelope.success is True
     assert envelope.errors == (ApiMessage(code=1000, message="message"),)
     assert envelope.result_info == ResultInfo(page=1, per_page=20, count=1, total_count=2000)
-    assert isinstance(envelope.result, list)
-    client = parse_oauth_client(envelope.result[0])
+    client = parse_oauth_client(body["result"][0])
     assert client == OAuthClient(
         client_id="a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4",
         visibility="private",
@@ -117,6 +117,19 @@ def test_nulls_mean_absent():
 def test_broken_contract_is_malformed(item, reason):
     with pytest.raises(MalformedResponse, match=reason):
         parse_oauth_client(item)
+
+
+@pytest.mark.parametrize(
+    ("fields", "scopes", "client_uri"),
+    [
+        ({"scopes": ["a", 7, None, "b"], "client_uri": 7}, ("a", "b"), None),
+        ({"scopes": "a", "client_uri": ["https://x"]}, (), None),
+        ({"scopes": {"a": 1}, "client_uri": {"u": 1}}, (), None),
+    ],
+)
+def test_fields_read_only_for_change_detection_are_read_leniently(fields, scopes, client_uri):
+    client = parse_oauth_client({"client_id": "c", "visibility": "public", **fields})
+    assert (client.scopes, client.client_uri) == (scopes, client_uri)
 
 
 @pytest.mark.parametrize(

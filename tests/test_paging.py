@@ -12,6 +12,7 @@ import math
 import random
 from typing import Any
 
+import httpx
 import pytest
 
 from exporter.cloudflare import ApiError, CloudflareAPI, ListingSummary
@@ -414,6 +415,55 @@ def test_the_next_listing_learns_when_the_first_one_is_cancelled(serve_simulator
 
     assert asyncio.run(scenario()) == [5, 5]
     assert sim.status_counts[400] == 1
+
+
+@pytest.mark.parametrize("outage", ["403", "503", "timeout"])
+def test_an_outage_of_every_account_does_not_run_the_listings_one_at_a_time(
+    serve_simulator, outage
+):
+    """Every listing fails, none with a 400: nothing is learned, and waiting for a lesson would
+    make the outage cost one listing after another (N x timeout x retries)."""
+    from exporter.simulator import Fault
+
+    fault = {
+        "403": Fault.api_error(403, 10000, "Authentication error"),
+        "503": Fault.html(503),
+        "timeout": Fault.slow(5),
+    }[outage]
+    rng = random.Random(14)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict", fault=fault) for i in range(8)]
+    url = serve_simulator(Simulator(accounts, latency=0.05))
+    in_flight = peak = 0
+
+    class Counting(httpx.AsyncHTTPTransport):
+        """Requests waiting for an answer, as the client sees them (a timeout ends the wait)."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await super().handle_async_request(request)
+            finally:
+                in_flight -= 1
+
+    async def scenario() -> list[ListingSummary | BaseException]:
+        options = api_options(concurrency=4, timeout=0.3, max_retries=1, backoff_base=0.01)
+        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), transport=Counting(), **options)
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts),
+                    return_exceptions=True,
+                ),
+                timeout=30,
+            )
+        finally:
+            await client.aclose()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(result, ApiError) for result in results)
+    assert peak > 1
 
 
 # --- result absent or null, through the refresh ---------------------------------------------
