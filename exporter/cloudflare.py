@@ -442,7 +442,7 @@ class CloudflareAPI:
                         await response.aclose()
             except (TimeoutError, httpx.TimeoutException):
                 code = "timeout"
-                reason = f"no answer within {self._timeout:g}s"
+                reason = f"no complete answer within {self._timeout:g}s (--cloudflare.timeout)"
                 return _Failure(ApiError(endpoint, reason), self._backoff(attempt))
             except httpx.RequestError as error:
                 code = "connection_error"

@@ -326,7 +326,9 @@ def test_timeouts_are_retried_and_reported(serve_simulator):
 def test_timeouts_that_persist_fail_the_account(serve_simulator):
     target = account(10, fault=Fault.slow(2.0))
     url = serve_simulator(Simulator([target]))
-    with pytest.raises(ApiError, match=r"no answer within 0\.2s"):
+    with pytest.raises(
+        ApiError, match=r"no complete answer within 0\.2s \(--cloudflare\.timeout\)"
+    ):
         list_clients(url, target.id, timeout=0.2, max_retries=1)
 
 

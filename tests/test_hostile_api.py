@@ -495,7 +495,7 @@ def test_a_body_that_drips_for_ever_fails_its_account_at_the_timeout(refresher, 
     assert 1.0 <= elapsed < 5, elapsed  # the timeout covers the whole body: one second of it
     [line] = [r for r in caplog.records if r.getMessage().startswith("account refresh failed")]
     assert line.account_id == bad.id
-    assert line.err == "no answer within 1s"
+    assert line.err == "no complete answer within 1s (--cloudflare.timeout)"
     found = poller.samples()
     assert sample(found, "cloudflare_oauth_account_up", account_id=bad.id) == 0
     assert sample(found, "cloudflare_oauth_clients", account_id=bad.id) == 9  # last good
