@@ -216,6 +216,21 @@ def _no_unknown_keys(section: dict[object, object], known: frozenset[str], where
         )
 
 
+def _choice(
+    section: dict[object, object], key: str, default: str, table: Mapping[str, object], where: str
+) -> str:
+    """The value of `key`, one of `table`'s names. The type first: a list or a mapping cannot
+    even be looked up in a table."""
+    value = section.get(key, default)
+    if not isinstance(value, str):
+        problem = f"is {_shown(value)}"
+    elif value not in table:
+        problem = f"{_shown(value)} is not supported"
+    else:
+        return value
+    raise ConfigError(f"{where}: tls_server_config.{key} {problem}; use one of {', '.join(table)}")
+
+
 def _tls_context(section: object, base: Path, where: str) -> ssl.SSLContext:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: tls_server_config must be a mapping")
@@ -247,29 +262,8 @@ def _tls_context(section: object, base: Path, where: str) -> ssl.SSLContext:
             raise ConfigError(f"{where}: tls_server_config.{key} {_shown(value)} {problem}")
         return str(resolved)
 
-    # The type first: a list or a mapping cannot even be looked up in the tables below.
-    version = section.get("min_version", "TLS12")
-    if not isinstance(version, str):
-        raise ConfigError(
-            f"{where}: tls_server_config.min_version is {_shown(version)}; use one of "
-            f"{', '.join(_MIN_VERSIONS)}"
-        )
-    if version not in _MIN_VERSIONS:
-        raise ConfigError(
-            f"{where}: tls_server_config.min_version {_shown(version)}; use one of "
-            f"{', '.join(_MIN_VERSIONS)}"
-        )
-    auth = section.get("client_auth_type", "NoClientCert")
-    if not isinstance(auth, str):
-        raise ConfigError(
-            f"{where}: tls_server_config.client_auth_type is {_shown(auth)}; use one of "
-            f"{', '.join(_CLIENT_AUTH)}"
-        )
-    if auth not in _CLIENT_AUTH:
-        raise ConfigError(
-            f"{where}: tls_server_config.client_auth_type {_shown(auth)} is not supported; use "
-            f"one of {', '.join(_CLIENT_AUTH)}"
-        )
+    version = _choice(section, "min_version", "TLS12", _MIN_VERSIONS, where)
+    auth = _choice(section, "client_auth_type", "NoClientCert", _CLIENT_AUTH, where)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _MIN_VERSIONS[version]
     cert_file, key_file = file("cert_file"), file("key_file")
