@@ -30,7 +30,7 @@ from pathlib import Path
 import bcrypt
 import yaml
 
-from exporter.config_files import read_small_file
+from exporter.config_files import read_small_file, regular_file
 from exporter.errors import ConfigError
 
 FLAG = "--web.config.file"
@@ -244,22 +244,7 @@ def _tls_context(section: object, base: Path, where: str) -> ssl.SSLContext:
             raise ConfigError(
                 f"{where}: tls_server_config.{key} is {_shown(value)}; give the path of a PEM file"
             )
-        if "\0" in value:
-            raise ConfigError(
-                f"{where}: tls_server_config.{key}: a path cannot hold a NUL character"
-            )
-        resolved = Path(value) if Path(value).is_absolute() else base / value
-        try:
-            is_file = resolved.is_file()
-        except OSError as error:  # a name too long, say
-            raise ConfigError(
-                f"{where}: tls_server_config.{key} {_shown(value)}: cannot read it "
-                f"({error.strerror or error}); check the path"
-            ) from None
-        if not is_file:
-            # a directory, or a FIFO (reading one would wait for a writer)
-            problem = "is not a regular file" if resolved.exists() else "does not exist"
-            raise ConfigError(f"{where}: tls_server_config.{key} {_shown(value)} {problem}")
+        resolved = regular_file(value, f"{where}: tls_server_config.{key}", base)
         return str(resolved)
 
     version = _choice(section, "min_version", "TLS12", _MIN_VERSIONS, where)

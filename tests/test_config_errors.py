@@ -148,10 +148,10 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
      "--web.config.file '<key_number>': tls_server_config.key_file is 5; give the path of a PEM "
      "file"),
     (["--web.config.file", "<cert_nul>"], TOKEN,
-     "--web.config.file '<cert_nul>': tls_server_config.cert_file: a path cannot hold a NUL "
-     "character"),
+     "--web.config.file '<cert_nul>': tls_server_config.cert_file 'a\\x00b': a path cannot hold "
+     "a NUL character"),
     (["--web.config.file", "<cert_long>"], TOKEN,
-     f"--web.config.file '<cert_long>': tls_server_config.cert_file '{'c' * 58}…: cannot read it "
+     f"--web.config.file '<cert_long>': tls_server_config.cert_file '{'c' * 298}…: cannot read it "
      "(File name too long); check the path"),
     (["--web.config.file", "<tls_text>"], TOKEN,
      "--web.config.file '<tls_text>': tls_server_config must be a mapping"),

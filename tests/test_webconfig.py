@@ -48,7 +48,9 @@ def basic(user: str, password: str) -> str:
         (": : :", "not valid YAML at line 1"),
         ("- a list", "expected a mapping"),
         ("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
-         "tls_server_config.cert_file 'nope.crt' does not exist"),
+         "tls_server_config.cert_file 'nope.crt': cannot read it (No such file or directory)"),
+        ("tls_server_config:\n  cert_file: .\n  key_file: k\n",
+         "tls_server_config.cert_file '.': not a regular file"),  # a directory, relative to it
         ("tls_server_config:\n  key_file: k\n", "tls_server_config.cert_file is required"),
         ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice is not a bcrypt hash"),
         ("basic_auth_users:\n  alice: 42\n", "basic_auth_users.alice is not a bcrypt hash"),
