@@ -13,7 +13,7 @@ import pytest
 from exporter.aggregation import count_clients
 from exporter.cloudflare import ApiError, CloudflareAPI
 from exporter.credentials import GlobalKeyAuth, Secret, TokenAuth
-from exporter.model import OAuthClient
+from exporter.model import Account, OAuthClient
 from exporter.ratelimit import RATE_WINDOW, SlidingWindowLimiter
 from exporter.simulator import Fault, SimAccount, Simulator, make_account, make_client
 from tests.support.clock import FakeClock
@@ -32,6 +32,19 @@ def api(url: str, **options) -> CloudflareAPI:
     options.setdefault("backoff_base", 0.01)
     auth = options.pop("auth", AUTH)
     return CloudflareAPI(url, auth, **api_options(**options))
+
+
+def list_accounts(url: str) -> list[Account]:
+    """The accounts listed by a fresh client for `url`."""
+
+    async def scenario() -> list[Account]:
+        client = api(url)
+        try:
+            return await client.list_accounts()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(scenario())
 
 
 def list_clients(url: str, account_id: str, **options):
@@ -128,14 +141,7 @@ def test_accounts_are_discovered_fifty_a_page(serve_simulator):
     accounts = [SimAccount(f"{rng.getrandbits(128):032x}", f"A{i}") for i in range(120)]
     url = serve_simulator(sim := Simulator(accounts))
 
-    async def scenario():
-        client = api(url)
-        try:
-            return await client.list_accounts()
-        finally:
-            await client.aclose()
-
-    found = asyncio.run(scenario())
+    found = list_accounts(url)
     assert {a.id: a.name for a in found} == {a.id: a.name for a in accounts}
     assert sim.requests["/accounts"] == 3
 
@@ -391,14 +397,7 @@ def test_a_credential_straddling_the_cut_of_an_account_name_is_redacted_first(se
     named = SimAccount("a" * 32, "n" * 120 + TOKEN)
     url = serve_simulator(Simulator([named]))
 
-    async def scenario():
-        client = api(url)
-        try:
-            return await client.list_accounts()
-        finally:
-            await client.aclose()
-
-    [found] = asyncio.run(scenario())
+    [found] = list_accounts(url)
     assert found.name == ("n" * 120 + "[REDACTED]")[:128]
 
 

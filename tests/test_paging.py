@@ -19,7 +19,7 @@ from exporter.cloudflare import ApiError, CloudflareAPI, ListingSummary
 from exporter.credentials import Secret, TokenAuth
 from exporter.model import OAuthClient, ResultInfo
 from exporter.paging import EndpointHabits, PageFacts, Pager
-from exporter.simulator import Simulator, make_account
+from exporter.simulator import SimAccount, Simulator, make_account
 from exporter.simulator.data import Paging
 from tests.support.defaults import api_options
 from tests.support.simulator import TOKEN
@@ -356,18 +356,12 @@ def test_concurrent_first_listings_pay_for_a_lesson_once(serve_simulator, report
     assert sum(sim.requests[p] for p in paths) == 2 * len(accounts) + refusals
 
 
-def test_the_next_listing_learns_when_the_first_one_fails(serve_simulator):
-    """The first listing holds the others back while it learns; when it fails, the next one
-    learns in its place, and nothing waits for ever."""
-    from exporter.simulator import Fault
-
-    rng = random.Random(11)
-    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(4)]
-    accounts[0].fault = Fault.api_error(403, 10000, "Authentication error")
-    url = serve_simulator(sim := Simulator(accounts))
+def list_side_by_side(
+    client: CloudflareAPI, accounts: list[SimAccount]
+) -> list[ListingSummary | BaseException]:
+    """Every account's clients listed at once by `client` (closed after), failures returned."""
 
     async def scenario() -> list[ListingSummary | BaseException]:
-        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
         try:
             return await asyncio.wait_for(
                 asyncio.gather(
@@ -379,7 +373,21 @@ def test_the_next_listing_learns_when_the_first_one_fails(serve_simulator):
         finally:
             await client.aclose()
 
-    failed, *listed = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_next_listing_learns_when_the_first_one_fails(serve_simulator):
+    """The first listing holds the others back while it learns; when it fails, the next one
+    learns in its place, and nothing waits for ever."""
+    from exporter.simulator import Fault
+
+    rng = random.Random(11)
+    accounts = [make_account(rng, f"A{i}", 5, paging="strict") for i in range(4)]
+    accounts[0].fault = Fault.api_error(403, 10000, "Authentication error")
+    url = serve_simulator(sim := Simulator(accounts))
+
+    client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), **api_options(concurrency=4))
+    failed, *listed = list_side_by_side(client, accounts)
     assert isinstance(failed, ApiError)
     assert failed.status == 403
     assert [s.distinct for s in listed if isinstance(s, ListingSummary)] == [5, 5, 5]
@@ -447,21 +455,9 @@ def test_an_outage_of_every_account_does_not_run_the_listings_one_at_a_time(
             finally:
                 in_flight -= 1
 
-    async def scenario() -> list[ListingSummary | BaseException]:
-        options = api_options(concurrency=4, timeout=0.3, max_retries=1, backoff_base=0.01)
-        client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), transport=Counting(), **options)
-        try:
-            return await asyncio.wait_for(
-                asyncio.gather(
-                    *(client.list_oauth_clients(a.id, lambda batch: None) for a in accounts),
-                    return_exceptions=True,
-                ),
-                timeout=30,
-            )
-        finally:
-            await client.aclose()
-
-    results = asyncio.run(scenario())
+    options = api_options(concurrency=4, timeout=0.3, max_retries=1, backoff_base=0.01)
+    client = CloudflareAPI(url, TokenAuth(Secret(TOKEN)), transport=Counting(), **options)
+    results = list_side_by_side(client, accounts)
     assert all(isinstance(result, ApiError) for result in results)
     assert peak > 1
 
